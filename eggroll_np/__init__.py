@@ -1,0 +1,29 @@
+"""eggroll_np: EGGROLL evolution strategies with low-rank perturbations, written once against the Python
+array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
+
+    import eggroll_np as egg
+    es = egg.EGGROLL(population_size=256, sigma=0.05, optimizer=egg.optim.adam(1e-2))
+    state = es.init(params)
+    pop = es.ask(state)
+    state, info = es.tell(state, pop, fitness)
+"""
+
+from . import gradient, noise, optim, random, schedules, shaping
+from .population import Population
+from .strategy import EGGROLL, NAN_POLICIES, EggrollState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EGGROLL",
+    "NAN_POLICIES",
+    "EggrollState",
+    "Population",
+    "__version__",
+    "gradient",
+    "noise",
+    "optim",
+    "random",
+    "schedules",
+    "shaping",
+]

@@ -1,0 +1,131 @@
+"""The one door to the array API: every other module gets its namespace and helpers from here.
+
+Re-exports what array-api-compat provides (`array_namespace`, `device`, `is_*`) and adds the few helpers
+the standard lacks. Public functions infer `xp` from their inputs; private ones receive `xp` explicitly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_array_api_strict_namespace,
+    is_cupy_array,
+    is_cupy_namespace,
+    is_jax_namespace,
+    is_numpy_array,
+    is_numpy_namespace,
+    is_torch_array,
+    is_torch_namespace,
+)
+
+__all__ = [
+    "array_namespace",
+    "as_namespace_array",
+    "device",
+    "has_dtype",
+    "is_array_api_obj",
+    "is_array_api_strict_namespace",
+    "is_cupy_namespace",
+    "is_floating_dtype",
+    "is_jax_namespace",
+    "is_numpy_namespace",
+    "is_torch_namespace",
+    "namespace_and_device",
+    "prod",
+    "sum_of_squares",
+    "to_numpy",
+]
+
+Array = Any
+
+
+def has_dtype(xp, dtype_name: str, dev) -> bool:
+    """Whether namespace `xp` offers the dtype named `dtype_name` on device `dev`.
+
+    JAX without x64 and array-api-strict's `no_x64` device lack 64-bit types; asking the namespace is the
+    only reliable test (JAX silently narrows a requested uint64 to uint32).
+    """
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:
+        return hasattr(xp, dtype_name)
+    try:
+        return dtype_name in info().dtypes(device=dev)
+    except TypeError:
+        return dtype_name in info().dtypes()
+
+
+def is_floating_dtype(xp, dtype) -> bool:
+    """Whether `dtype` is a real floating-point dtype of `xp`."""
+    return xp.isdtype(dtype, "real floating")
+
+
+def namespace_and_device(arrays: dict[str, Array]):
+    """The single namespace and device of a mapping of arrays, or a ValueError naming the odd ones out."""
+    names = list(arrays)
+    namespaces = {}
+    for name in names:
+        value = arrays[name]
+        if not is_array_api_obj(value):
+            raise TypeError(
+                f"leaf {name!r} is a {type(value).__name__}, not an array; pass arrays of one array library "
+                "(for example numpy.asarray(value, dtype=numpy.float32))"
+            )
+        namespaces.setdefault(array_namespace(value), []).append(name)
+    if len(namespaces) > 1:
+        groups = "; ".join(f"{xp.__name__}: {', '.join(map(repr, group))}" for xp, group in namespaces.items())
+        raise ValueError(f"params come from more than one array library ({groups}); convert them to one")
+    xp = next(iter(namespaces))
+    devices = {}
+    for name in names:
+        devices.setdefault(str(device(arrays[name])), []).append(name)
+    if len(devices) > 1:
+        groups = "; ".join(f"{dev}: {', '.join(map(repr, group))}" for dev, group in devices.items())
+        raise ValueError(f"params live on more than one device ({groups}); move them to one device")
+    return xp, device(arrays[names[0]])
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host NumPy copy of any array (a device transfer: use off the hot path only)."""
+    if is_numpy_array(x) or isinstance(x, (list, tuple, int, float)):
+        return np.asarray(x)
+    if is_cupy_array(x):
+        return x.get()
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.from_dlpack(x)
+
+
+def as_namespace_array(x, xp, dev, dtype=None) -> Array:
+    """`x` (an array of any library, a NumPy array, a list or a scalar) as an array of `xp` on `dev`.
+
+    Arrays already of `xp` are passed through (cast to `dtype` if given), so the common case costs nothing.
+    Arrays of another library go through the host.
+    """
+    if is_array_api_obj(x) and array_namespace(x) is xp:
+        if dtype is not None and x.dtype != dtype:
+            x = xp.astype(x, dtype)
+        return x
+    host = to_numpy(x)
+    if dtype is None and (host.dtype.kind not in "fc" or not has_dtype(xp, host.dtype.name, dev)):
+        dtype = xp.float64 if has_dtype(xp, "float64", dev) else xp.float32
+    return xp.asarray(host, dtype=dtype, device=dev)
+
+
+def sum_of_squares(xp, arrays) -> Array:
+    """Σ over all arrays of Σ x², as a 0-D array (the square of a global L2 norm)."""
+    total = None
+    for a in arrays:
+        term = xp.sum(a * a)
+        total = term if total is None else total + term
+    return total
+
+
+def prod(shape) -> int:
+    """Number of elements of a shape tuple."""
+    return math.prod(shape)

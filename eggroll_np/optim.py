@@ -1,0 +1,141 @@
+"""Optimizers as optax-style pure (init, update) pairs with NamedTuple state, backend-neutral.
+
+The strategy hands each optimizer the ES gradient g (an ascent direction) and adds the returned step:
+θ ← θ + step. So every optimizer here climbs: plain SGD gives step = α·g.
+
+    opt = egg.optim.adam(1e-2)
+    opt_state = opt.init(params)
+    step, opt_state = opt.update(grads, opt_state, generation, params)
+
+Learning rates are floats or schedules (callables of the generation, see `schedules`). Hyperparameters stay
+Python floats, so an update never reads anything back from the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from ._array_api import array_namespace
+from .schedules import Schedule, as_schedule
+
+__all__ = ["AdamState", "Optimizer", "SGDState", "adam", "adamw", "as_optimizer", "sgd"]
+
+Params = dict
+
+
+class Optimizer(NamedTuple):
+    """init(params) → state; update(grads, state, generation, params) → (step, state)."""
+
+    init: Callable[[Params], Any]
+    update: Callable[[Params, Any, int, Params], tuple[Params, Any]]
+
+
+class SGDState(NamedTuple):
+    """Velocity v per leaf (empty without momentum)."""
+
+    velocity: Params
+
+
+class AdamState(NamedTuple):
+    """Number of updates taken, first moment μ and second moment ν per leaf."""
+
+    count: int
+    mu: Params
+    nu: Params
+
+
+def _zeros_like(params: Params) -> Params:
+    return {name: array_namespace(p).zeros_like(p) for name, p in params.items()}
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}={value!r} must lie in [0, 1)")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name}={value!r} must be a positive finite number")
+
+
+def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool = False) -> Optimizer:
+    """SGD ascent. Without momentum: step = α·g. With momentum μ: v ← μ v + g, step = α·v, or with
+    Nesterov step = α·(g + μ v)."""
+    lr = as_schedule(learning_rate, "learning_rate")
+    _check_unit_interval("momentum", momentum)
+    if nesterov and momentum == 0.0:
+        raise ValueError("nesterov=True needs momentum > 0")
+
+    def init(params: Params) -> SGDState:
+        return SGDState(velocity=_zeros_like(params) if momentum else {})
+
+    def update(grads: Params, state: SGDState, generation: int, params: Params | None = None):
+        alpha = lr(generation)
+        if not momentum:
+            return {name: alpha * g for name, g in grads.items()}, state
+        velocity = {name: momentum * state.velocity[name] + g for name, g in grads.items()}
+        if nesterov:
+            step = {name: alpha * (g + momentum * velocity[name]) for name, g in grads.items()}
+        else:
+            step = {name: alpha * v for name, v in velocity.items()}
+        return step, SGDState(velocity=velocity)
+
+    return Optimizer(init, update)
+
+
+def _adam(learning_rate, b1: float, b2: float, eps: float, weight_decay: float) -> Optimizer:
+    lr = as_schedule(learning_rate, "learning_rate")
+    _check_unit_interval("b1", b1)
+    _check_unit_interval("b2", b2)
+    _check_positive("eps", eps)
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ValueError(f"weight_decay={weight_decay!r} must be a non-negative finite number")
+
+    def init(params: Params) -> AdamState:
+        return AdamState(count=0, mu=_zeros_like(params), nu=_zeros_like(params))
+
+    def update(grads: Params, state: AdamState, generation: int, params: Params | None = None):
+        if weight_decay and params is None:
+            raise ValueError("adamw's update needs the current params for its weight decay")
+        count = state.count + 1
+        alpha = lr(generation)
+        mu_correction = 1.0 / (1.0 - b1**count)
+        nu_correction = 1.0 / (1.0 - b2**count)
+        mu, nu, step = {}, {}, {}
+        for name, g in grads.items():
+            xp = array_namespace(g)
+            mu[name] = b1 * state.mu[name] + (1.0 - b1) * g
+            nu[name] = b2 * state.nu[name] + (1.0 - b2) * (g * g)
+            direction = (mu[name] * mu_correction) / (xp.sqrt(nu[name] * nu_correction) + eps)
+            if weight_decay:
+                direction = direction - weight_decay * params[name]
+            step[name] = alpha * direction
+        return step, AdamState(count=count, mu=mu, nu=nu)
+
+    return Optimizer(init, update)
+
+
+def adam(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:
+    """Adam ascent: μ ← b₁μ + (1−b₁)g, ν ← b₂ν + (1−b₂)g², step = α·μ̂/(√ν̂ + eps), with the bias
+    corrections μ̂ = μ/(1−b₁ᵗ), ν̂ = ν/(1−b₂ᵗ)."""
+    return _adam(learning_rate, b1, b2, eps, 0.0)
+
+
+def adamw(
+    learning_rate: float | Schedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+) -> Optimizer:
+    """Adam with decoupled weight decay λ: step = α·(μ̂/(√ν̂ + eps) − λθ)."""
+    return _adam(learning_rate, b1, b2, eps, weight_decay)
+
+
+def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:
+    """An Optimizer as given, or plain SGD when given a learning rate (float or schedule)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    return sgd(optimizer)

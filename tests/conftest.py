@@ -1,0 +1,26 @@
+"""Backends every test runs on (tests/helpers.py builds them):
+
+- numpy: NumPy through array-api-compat.
+- strict: array-api-strict with its strictest flags (API 2023.12, no boolean indexing, no data-dependent
+  shapes, no extensions) on its default device.
+- strict_no_x64: the same on the `no_x64` device: no uint64 or float64, so the 16-bit-split Philox path.
+- jax: JAX on the CPU, without x64 (its default).
+- cupy: under the `gpu` marker, skipped where CuPy or a CUDA device is missing.
+"""
+
+import array_api_strict
+import hypothesis
+import pytest
+from helpers import ALL_BACKENDS, get_backend
+
+array_api_strict.set_array_api_strict_flags(
+    api_version="2023.12", boolean_indexing=False, data_dependent_shapes=False, enabled_extensions=()
+)
+
+hypothesis.settings.register_profile("repo", deadline=None, max_examples=25, derandomize=True, print_blob=True)
+hypothesis.settings.load_profile("repo")
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request):
+    return get_backend(request.param)

@@ -1,0 +1,85 @@
+"""Backends the tests run on, and shared helpers (see conftest.py for the list)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import array_api_strict
+import numpy as np
+import pytest
+
+from eggroll_np._array_api import to_numpy
+
+
+class Backend(NamedTuple):
+    name: str
+    xp: Any
+    device: Any
+
+    @property
+    def has_float64(self) -> bool:
+        return "float64" in self.xp.__array_namespace_info__().dtypes(device=self.device)
+
+    @property
+    def float_dtypes(self) -> list:
+        return [self.xp.float32, self.xp.float64] if self.has_float64 else [self.xp.float32]
+
+    def asarray(self, value, dtype=None):
+        """A host value (NumPy array, list, scalar) as an array of this backend (float64 → float32 where
+        the device has no float64)."""
+        host = np.asarray(value)
+        if dtype is None and host.dtype == np.float64 and not self.has_float64:
+            dtype = self.xp.float32
+        return self.xp.asarray(host, dtype=dtype, device=self.device)
+
+
+def _make_backend(name: str) -> Backend:
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return Backend(name, xp, "cpu")
+    if name == "strict":
+        return Backend(name, array_api_strict, array_api_strict.Device("CPU_DEVICE"))
+    if name == "strict_no_x64":
+        return Backend(name, array_api_strict, array_api_strict.Device("no_x64"))
+    if name == "jax":
+        import jax
+
+        import jax.numpy as jnp
+
+        return Backend(name, jnp, jax.devices("cpu")[0])
+    if name == "cupy":
+        cupy = pytest.importorskip("cupy")
+        try:
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                pytest.skip("no CUDA device")
+        except Exception as exc:  # CuPy raises its own CUDA errors where no driver exists
+            pytest.skip(f"no CUDA device: {exc}")
+        import array_api_compat.cupy as xp
+
+        return Backend(name, xp, cupy.cuda.Device(0))
+    raise ValueError(name)
+
+
+BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax"]
+ALL_BACKENDS = [*BACKEND_NAMES, pytest.param("cupy", marks=pytest.mark.gpu)]
+_CACHE: dict[str, Backend] = {}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _CACHE:
+        _CACHE[name] = _make_backend(name)
+    return _CACHE[name]
+
+
+def np_of(x) -> np.ndarray:
+    """Host copy of any array (float arrays as float64 for reference arithmetic)."""
+    host = to_numpy(x)
+    return host.astype(np.float64) if host.dtype.kind == "f" else host
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
+    """|a − b| in units of the last place of max(|a|, |b|) at `dtype` (floored at the smallest normal)."""
+    finfo = np.finfo(dtype)
+    scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), finfo.tiny)
+    return np.abs(a - b) / np.spacing(scale.astype(dtype)).astype(np.float64)
