@@ -28,6 +28,7 @@ __all__ = [
     "array_namespace",
     "as_namespace_array",
     "device",
+    "dtype_name",
     "has_dtype",
     "is_array_api_obj",
     "is_array_api_strict_namespace",
@@ -38,6 +39,7 @@ __all__ = [
     "is_torch_namespace",
     "namespace_and_device",
     "prod",
+    "searchsorted",
     "sum_of_squares",
     "to_numpy",
 ]
@@ -58,6 +60,11 @@ def has_dtype(xp, dtype_name: str, dev) -> bool:
         return dtype_name in info().dtypes(device=dev)
     except TypeError:
         return dtype_name in info().dtypes()
+
+
+def dtype_name(dtype) -> str:
+    """A dtype's short name in every library: 'float32', not 'torch.float32' or 'array_api_strict.float32'."""
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 def is_floating_dtype(xp, dtype) -> bool:
@@ -115,6 +122,20 @@ def as_namespace_array(x, xp, dev, dtype=None) -> Array:
     if dtype is None and (host.dtype.kind not in "fc" or not has_dtype(xp, host.dtype.name, dev)):
         dtype = xp.float64 if has_dtype(xp, "float64", dev) else xp.float32
     return xp.asarray(host, dtype=dtype, device=dev)
+
+
+def searchsorted(xp, sorted_values, values, side: str):
+    """xp.searchsorted(sorted_values, values, side=side).
+
+    array-api-strict's devices without int64 (`no_x64`) still return int64 indices from index functions and
+    then refuse them; there it runs on the default device and returns int32, the device's index dtype.
+    """
+    dev = device(sorted_values)
+    if is_array_api_strict_namespace(xp) and not has_dtype(xp, "int64", dev):
+        default = xp.Device("CPU_DEVICE")
+        found = xp.searchsorted(sorted_values.to_device(default), values.to_device(default), side=side)
+        return xp.astype(found, xp.int32).to_device(dev)
+    return xp.searchsorted(sorted_values, values, side=side)
 
 
 def sum_of_squares(xp, arrays) -> Array:

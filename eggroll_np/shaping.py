@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from ._array_api import array_namespace
+from ._array_api import array_namespace, searchsorted
 
 __all__ = [
     "GROUP_SHAPINGS",
@@ -45,8 +45,8 @@ def centered_rank(F):
     xp = array_namespace(F)
     n = F.shape[0]
     ordered = xp.sort(F)
-    below = xp.astype(xp.searchsorted(ordered, F, side="left"), F.dtype)
-    through = xp.astype(xp.searchsorted(ordered, F, side="right"), F.dtype)
+    below = xp.astype(searchsorted(xp, ordered, F, side="left"), F.dtype)
+    through = xp.astype(searchsorted(xp, ordered, F, side="right"), F.dtype)
     return (below + through - 1.0) / (2.0 * (n - 1)) - 0.5
 
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from . import noise as noise_mod
 from ._array_api import (
     as_namespace_array,
+    dtype_name,
     is_floating_dtype,
     namespace_and_device,
     sum_of_squares,
@@ -146,7 +147,7 @@ class EGGROLL:
         for name, value in params.items():
             if not is_floating_dtype(xp, value.dtype):
                 raise TypeError(
-                    f"leaf {name!r} has dtype {value.dtype}; ES needs real floating leaves, for example "
+                    f"leaf {name!r} has dtype {dtype_name(value.dtype)}; ES needs real floating leaves, for example "
                     f"xp.astype(params[{name!r}], xp.float32)"
                 )
         plans = self._plans(params)
