@@ -141,6 +141,8 @@ def leaf_noise(
     xp, plan: LeafPlan, *, seed: int, epoch: int, directions: range, rank: int, noise: str, dtype, dev
 ) -> LowRankNoise | FullNoise:
     """The noise of `directions` of one leaf: factors (A, B) of a low-rank leaf or E of a full-rank leaf."""
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise={noise!r}; use one of {', '.join(NOISE_KINDS)}")
     stream = random.derive_key(seed, epoch, plan.stream)
     d = len(directions)
     if plan.kind == LOWRANK:

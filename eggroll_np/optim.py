@@ -14,6 +14,7 @@ Python floats, so an update never reads anything back from the device.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -60,10 +61,21 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name}={value!r} must be a positive finite number")
 
 
+def _learning_rate(learning_rate: float | Schedule) -> Schedule:
+    if not callable(learning_rate) and not (
+        isinstance(learning_rate, numbers.Real) and 0 <= learning_rate < math.inf
+    ):
+        raise ValueError(
+            f"learning_rate={learning_rate!r} must be a non-negative finite number or a schedule; the step always "
+            "climbs the shaped fitness, so pass maximize=False to the strategy to minimize"
+        )
+    return as_schedule(learning_rate, "learning_rate")
+
+
 def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool = False) -> Optimizer:
     """SGD ascent. Without momentum: step = α·g. With momentum μ: v ← μ v + g, step = α·v, or with
     Nesterov step = α·(g + μ v)."""
-    lr = as_schedule(learning_rate, "learning_rate")
+    lr = _learning_rate(learning_rate)
     _check_unit_interval("momentum", momentum)
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov=True needs momentum > 0")
@@ -86,7 +98,7 @@ def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool =
 
 
 def _adam(learning_rate, b1: float, b2: float, eps: float, weight_decay: float) -> Optimizer:
-    lr = as_schedule(learning_rate, "learning_rate")
+    lr = _learning_rate(learning_rate)
     _check_unit_interval("b1", b1)
     _check_unit_interval("b2", b2)
     _check_positive("eps", eps)

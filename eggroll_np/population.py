@@ -59,11 +59,13 @@ class Population:
         return f"Population(size={self.size}, generation={self.generation}, sigma={self.sigma}, leaves={{{kinds}}})"
 
     def _index(self, i) -> int:
+        if isinstance(i, bool):
+            raise TypeError("member index must be an integer, got bool")
         try:
             index = operator.index(i)
         except TypeError:
             raise TypeError(f"member index must be an integer, got {type(i).__name__}") from None
-        if isinstance(i, bool) or not -self.size <= index < self.size:
+        if not -self.size <= index < self.size:
             raise IndexError(f"member index {i!r} is out of range for a population of {self.size}")
         return index % self.size
 

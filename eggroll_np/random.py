@@ -12,7 +12,8 @@ stream id and epoch also sit in the counter, so two streams stay distinct even i
 Element e of a direction's stream comes from block e // L, lane e % L, with L elements per 128-bit block:
 L = 4 for float32 uniforms and normals and for Rademacher signs, L = 2 for float64.
 
-- uniform, float32: u = top24(w)·2⁻²⁴ + 2⁻²⁵; float64: u = top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴. Never 0.
+- uniform, float32: u = top24(w)·2⁻²⁴ + 2⁻²⁵; float64: u = top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴. Never 0 (the top
+  value rounds to 1, harmless for Box–Muller: u₁ = 1 gives z = 0).
 - normal: Box–Muller, z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂). Equal across backends to a few ulp.
 - rademacher: ±1 from the top bit of a word.
 
@@ -178,7 +179,7 @@ def _lanes_to_elements(xp, lanes, n: int):
 
 
 def _uniform_lanes(xp, words, dtype):
-    """Uniforms in (0, 1) from the four words: four float32 per block, or two float64 per block."""
+    """Uniforms in (0, 1] from the four words: four float32 per block, or two float64 per block."""
     if dtype == xp.float32:
         return [xp.astype(w >> 8, xp.float32) * 2.0**-24 + 2.0**-25 for w in words]
     w0, w1, w2, w3 = words
@@ -213,8 +214,14 @@ def _lanes_per_block(xp, kind: str, dtype) -> int:
     return 2 if kind != "rademacher" and dtype == xp.float64 else 4
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in _LANES:
+        raise ValueError(f"unknown draw kind {kind!r}; use one of {sorted(_LANES)}")
+
+
 def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev, wide=None):
     """(D, n) draws of `kind` in array-API operations only; row d is direction directions[d] of the stream."""
+    _check_kind(kind)
     n_blocks = -(-n // _lanes_per_block(xp, kind, dtype))
     words = random_bits(xp, stream, directions, n_blocks, dev, wide=wide)
     return _lanes_to_elements(xp, _LANES[kind](xp, words, dtype), n)
@@ -222,8 +229,7 @@ def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *
 
 def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
     """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher'), through the NumPy fast path on NumPy."""
-    if kind not in _LANES:
-        raise ValueError(f"unknown draw kind {kind!r}; use one of {sorted(_LANES)}")
+    _check_kind(kind)
     if is_numpy_namespace(xp):
         _check_directions(directions)
         from ._random_numpy import draw_numpy
@@ -233,7 +239,7 @@ def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, 
 
 
 def uniform(xp, stream: StreamKey, directions: range, n: int, *, dtype, dev):
-    """(D, n) uniforms in (0, 1): float32 top24(w)·2⁻²⁴ + 2⁻²⁵, float64 top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴."""
+    """(D, n) uniforms in (0, 1] (never 0; the ½-ulp offset rounds to 1 at the very top): float32 top24(w)·2⁻²⁴ + 2⁻²⁵, float64 top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴."""
     return draw(xp, "uniform", stream, directions, n, dtype=dtype, dev=dev)
 
 

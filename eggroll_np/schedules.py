@@ -7,6 +7,7 @@ schedule; any callable t → float is a schedule.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 __all__ = ["Schedule", "as_schedule", "constant", "cosine", "exponential", "linear"]
@@ -49,6 +50,6 @@ def as_schedule(value: float | Schedule, what: str) -> Schedule:
     """A schedule from a float (constant) or a callable of the generation; `what` names it in errors."""
     if callable(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{what} must be a float or a callable of the generation, got {type(value).__name__}")
     return constant(value)

@@ -14,6 +14,7 @@ tell reads anything back from the device, except the one boolean of the default 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -46,9 +47,11 @@ class EggrollState(NamedTuple):
 
 
 def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an integer ≥ {minimum}")
+    if value < minimum:
         raise ValueError(f"{name}={value!r} must be an integer ≥ {minimum}")
-    return value
+    return int(value)
 
 
 class EGGROLL:
@@ -196,6 +199,8 @@ class EGGROLL:
         )
 
     def _check_population(self, state: EggrollState, pop: Population) -> None:
+        if not isinstance(state, EggrollState):
+            raise TypeError(f"tell needs the EggrollState from init or tell, got {type(state).__name__}")
         if not isinstance(pop, Population):
             raise TypeError(f"tell needs the Population returned by ask, got {type(pop).__name__}")
         if pop.fingerprint != self.fingerprint:
@@ -211,6 +216,11 @@ class EGGROLL:
         if list(pop.plans) != list(state.params):
             raise ValueError(
                 f"this population perturbs leaves {list(pop.plans)}, but the state has leaves {list(state.params)}"
+            )
+        if pop.plans != self._plans(state.params):
+            raise ValueError(
+                "this population was asked under another leaf policy or for leaves of other shapes; "
+                "tell it to the strategy that asked for it, with the state it was asked from"
             )
 
     def _fitness_array(self, xp, dev, fitness, dtype):

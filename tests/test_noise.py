@@ -50,6 +50,9 @@ def test_bad_policies_are_rejected_with_the_leaf_named():
         noise.plan_leaves(params, {"b": "lowrank"})
     with pytest.raises(TypeError, match="policy must be"):
         noise.plan_leaves(params, ["w"])
+    with pytest.raises(ValueError, match="noise='normal'"):
+        noise.leaf_noise(np, noise.plan_leaves(params)["w"], seed=0, epoch=0, directions=range(1), rank=1,
+                         noise="normal", dtype=np.float32, dev="cpu")
 
 
 @backends

@@ -125,8 +125,11 @@ def test_bad_hyperparameters_are_rejected_with_clear_messages():
         optim.adam(0.1, eps=0)
     with pytest.raises(ValueError, match="weight_decay=-1"):
         optim.adamw(0.1, weight_decay=-1)
-    with pytest.raises(TypeError, match="learning_rate must be a float or a callable"):
+    with pytest.raises(ValueError, match="learning_rate='0.1' must be a non-negative finite number"):
         optim.sgd("0.1")
+    with pytest.raises(ValueError, match="learning_rate=-0.1 must be a non-negative"):
+        optim.adam(-0.1)
+    assert optim.sgd(np.float32(0.5)).update({"w": np.ones(1)}, optim.SGDState({}), 0)[0]["w"][0] == 0.5
     with pytest.raises(ValueError, match="needs the current params"):
         opt = optim.adamw(0.1)
         opt.update({"w": np.ones(2)}, opt.init({"w": np.ones(2)}), 0, None)

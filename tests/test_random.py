@@ -171,5 +171,6 @@ def test_bad_generator_arguments_are_rejected_with_a_clear_message():
         random.normal(np, random.derive_key(0, 0, 0), [0, 1], 4, dtype=np.float32, dev="cpu")
     with pytest.raises(TypeError, match="float32 or float64"):
         random.normal(np, random.derive_key(0, 0, 0), range(1), 4, dtype=np.int32, dev="cpu")
-    with pytest.raises(ValueError, match="unknown draw kind"):
-        random.draw(np, "cauchy", random.derive_key(0, 0, 0), range(1), 4, dtype=np.float32, dev="cpu")
+    for draw in (random.draw, random.draw_portable):
+        with pytest.raises(ValueError, match="unknown draw kind"):
+            draw(np, "cauchy", random.derive_key(0, 0, 0), range(1), 4, dtype=np.float32, dev="cpu")

@@ -65,6 +65,9 @@ def test_members_are_mean_plus_sigma_times_signed_noise_and_frozen_leaves_are_sh
         pop.member(4)
     with pytest.raises(TypeError, match="member index must be an integer"):
         pop.member(1.0)
+    with pytest.raises(TypeError, match="member index must be an integer, got bool"):
+        pop.member(True)
+    assert pop.member(np.int64(0)).keys() == params.keys()
 
 
 def test_tell_is_pure_and_repeatable():
@@ -137,7 +140,8 @@ def test_nan_policy_worst_counts_non_finite_members_as_the_worst():
     [
         ({"population_size": 7}, ValueError, "population_size=7 must be even when antithetic=True; use 8"),
         ({"population_size": 1, "antithetic": False}, ValueError, "population_size=1 must be an integer ≥ 2"),
-        ({"population_size": 8.0}, ValueError, "population_size=8.0 must be an integer"),
+        ({"population_size": 8.0}, TypeError, "population_size=8.0 must be an integer"),
+        ({"population_size": True}, TypeError, "population_size=True must be an integer"),
         ({"sigma": 0.0}, ValueError, "sigma at generation 0 is 0.0; it must be a positive finite number"),
         ({"sigma": -0.1}, ValueError, "positive finite"),
         ({"sigma": math.nan}, ValueError, "positive finite"),
@@ -236,6 +240,10 @@ def test_a_population_from_another_generation_or_strategy_is_rejected():
         es.tell(state, {"w": np.zeros((3, 3))}, np.arange(4.0))
     with pytest.raises(TypeError, match="needs the EggrollState"):
         es.ask({"w": np.zeros((3, 3))})
+    with pytest.raises(TypeError, match="tell needs the EggrollState"):
+        es.tell({"w": np.zeros((3, 3))}, pop, np.arange(4.0))
+    with pytest.raises(ValueError, match="another leaf policy"):
+        egg.EGGROLL(population_size=4, sigma=0.1, policy={"w": "full"}).tell(state, pop, np.arange(4.0))
     # The same settings in a new object (for example after a restart) accept the population.
     egg.EGGROLL(population_size=4, sigma=0.1).tell(state, pop, np.arange(4.0))
 

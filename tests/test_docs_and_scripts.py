@@ -1,0 +1,45 @@
+"""Documentation code runs as written, and the example and benchmark scripts run."""
+
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+BLOCKS = [
+    pytest.param(block, id=f"{page.name}:{n}")
+    for page in sorted((ROOT / "docs").glob("*.md"))
+    for n, block in enumerate(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")))
+]
+
+
+def test_the_docs_have_python_examples():
+    assert len(BLOCKS) >= 5
+
+
+@pytest.mark.parametrize("code", BLOCKS)
+def test_every_python_block_in_the_docs_runs(code):
+    exec(compile(code, "<docs>", "exec"), {"__name__": "__docs__"})
+
+
+def _run_script(path, argv):
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    try:
+        return runpy.run_path(str(path), run_name="__script__")["main"](argv)
+    finally:
+        sys.argv = saved
+
+
+def test_quickstart_example_learns_on_a_short_run(capsys):
+    relative_error = _run_script(ROOT / "examples" / "quickstart.py", ["--generations", "120", "--quiet"])
+    assert relative_error < 0.05
+    assert "final relative error" in capsys.readouterr().out
+
+
+def test_rng_benchmark_runs_in_quick_mode(capsys):
+    _run_script(ROOT / "bench" / "rng.py", ["--quick", "--repeats", "1"])
+    assert "ratio" in capsys.readouterr().out
