@@ -122,15 +122,19 @@ def _counter_chunks(directions: range, n_blocks: int):
         for row in range(0, len(directions), rows_per_chunk):
             rows = range(row, min(row + rows_per_chunk, len(directions)))
             size = len(rows) * n_blocks
-            yield slice(rows.start * n_blocks, rows.stop * n_blocks), blocks[:size], np.repeat(
-                np.arange(d0 + rows.start, d0 + rows.stop, dtype=np.uint64), n_blocks
+            yield (
+                slice(rows.start * n_blocks, rows.stop * n_blocks),
+                blocks[:size],
+                np.repeat(np.arange(d0 + rows.start, d0 + rows.stop, dtype=np.uint64), n_blocks),
             )
         return
     for row in range(len(directions)):
         for b0 in range(0, n_blocks, _CHUNK_BLOCKS):
             b1 = min(n_blocks, b0 + _CHUNK_BLOCKS)
-            yield slice(row * n_blocks + b0, row * n_blocks + b1), np.arange(b0, b1, dtype=np.uint64), np.uint64(
-                d0 + row
+            yield (
+                slice(row * n_blocks + b0, row * n_blocks + b1),
+                np.arange(b0, b1, dtype=np.uint64),
+                np.uint64(d0 + row),
             )
 
 

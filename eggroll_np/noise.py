@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from . import random
 from ._array_api import prod
@@ -44,7 +44,7 @@ FROZEN = "frozen"
 KINDS = (LOWRANK, FULL, FROZEN)
 NOISE_KINDS = ("gaussian", "rademacher")
 
-Policy = Union[None, Mapping[str, str], Callable[[str, Any], Union[str, None]]]
+Policy = None | Mapping[str, str] | Callable[[str, Any], str | None]
 
 
 class LeafPlan(NamedTuple):

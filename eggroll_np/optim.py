@@ -62,9 +62,7 @@ def _check_positive(name: str, value: float) -> None:
 
 
 def _learning_rate(learning_rate: float | Schedule) -> Schedule:
-    if not callable(learning_rate) and not (
-        isinstance(learning_rate, numbers.Real) and 0 <= learning_rate < math.inf
-    ):
+    if not callable(learning_rate) and not (isinstance(learning_rate, numbers.Real) and 0 <= learning_rate < math.inf):
         raise ValueError(
             f"learning_rate={learning_rate!r} must be a non-negative finite number or a schedule; the step always "
             "climbs the shaped fitness, so pass maximize=False to the strategy to minimize"

@@ -22,7 +22,19 @@ class Population:
     A (D, m, r), B (D, n, r), or FullNoise with E (D, *shape)), and `len(pop)` = N.
     """
 
-    __slots__ = ("antithetic", "epoch", "fingerprint", "generation", "noise", "params", "plans", "rank", "sigma", "size", "xp")
+    __slots__ = (
+        "antithetic",
+        "epoch",
+        "fingerprint",
+        "generation",
+        "noise",
+        "params",
+        "plans",
+        "rank",
+        "sigma",
+        "size",
+        "xp",
+    )
 
     def __init__(
         self,

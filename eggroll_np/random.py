@@ -193,7 +193,7 @@ def _normal_lanes(xp, words, dtype):
     """Box–Muller on consecutive uniform pairs: z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂)."""
     u = _uniform_lanes(xp, words, dtype)
     lanes = []
-    for u1, u2 in zip(u[0::2], u[1::2]):
+    for u1, u2 in zip(u[0::2], u[1::2], strict=True):
         radius = xp.sqrt(-2.0 * xp.log(u1))
         angle = (2.0 * math.pi) * u2
         lanes += [radius * xp.cos(angle), radius * xp.sin(angle)]
@@ -239,7 +239,8 @@ def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, 
 
 
 def uniform(xp, stream: StreamKey, directions: range, n: int, *, dtype, dev):
-    """(D, n) uniforms in (0, 1] (never 0; the ½-ulp offset rounds to 1 at the very top): float32 top24(w)·2⁻²⁴ + 2⁻²⁵, float64 top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴."""
+    """(D, n) uniforms in (0, 1]: float32 top24(w)·2⁻²⁴ + 2⁻²⁵, float64 top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴ (never 0;
+    the ½-ulp offset rounds to exactly 1 at the very top)."""
     return draw(xp, "uniform", stream, directions, n, dtype=dtype, dev=dev)
 
 

@@ -35,7 +35,9 @@ def linear(init: float, end: float, steps: int) -> Schedule:
 def cosine(init: float, steps: int, final_fraction: float = 0.0) -> Schedule:
     """v(t) = init·(a + (1 − a)·½(1 + cos(π·min(t, steps)/steps))), a = final_fraction."""
     _check_steps(steps)
-    return lambda t: init * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps)))
+    return lambda t: (
+        init * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps)))
+    )
 
 
 def exponential(init: float, decay: float, steps: int = 1, floor: float = 0.0) -> Schedule:

@@ -33,7 +33,7 @@ from .population import Population
 from .schedules import Schedule, as_schedule
 from .shaping import make_shaping
 
-__all__ = ["EGGROLL", "EggrollState", "NAN_POLICIES"]
+__all__ = ["EGGROLL", "NAN_POLICIES", "EggrollState"]
 
 NAN_POLICIES = ("raise", "worst")
 
@@ -265,7 +265,8 @@ class EGGROLL:
         f = self.shaping(G)
         if getattr(f, "shape", None) != (self.population_size,):
             raise ValueError(
-                f"the shaping function returned shape {getattr(f, 'shape', None)}; it must return ({self.population_size},)"
+                f"the shaping function returned shape {getattr(f, 'shape', None)}; "
+                f"it must return ({self.population_size},)"
             )
         grads = es_gradient(xp, pop.plans, pop.noise, f, sigma=pop.sigma, rank=pop.rank, antithetic=pop.antithetic)
         trainable = {name: state.params[name] for name in grads}
@@ -280,4 +281,3 @@ class EGGROLL:
             "grad_norm": xp.sqrt(sum_of_squares(xp, grads.values())),
         }
         return EggrollState(params=params, opt_state=opt_state, generation=state.generation + 1), info
-

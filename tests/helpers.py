@@ -44,7 +44,6 @@ def _make_backend(name: str) -> Backend:
         return Backend(name, array_api_strict, array_api_strict.Device("no_x64"))
     if name == "jax":
         import jax
-
         import jax.numpy as jnp
 
         return Backend(name, jnp, jax.devices("cpu")[0])

@@ -17,15 +17,24 @@ def _run(backend, dtype_name):
     target = {"w": rng.standard_normal((6, 5)), "b": rng.standard_normal(5), "k": rng.standard_normal((2, 3, 2))}
     target = {k: backend.asarray(v, dtype=dtype) for k, v in target.items()}
     params = {k: xp.zeros(v.shape, dtype=dtype, device=backend.device) for k, v in target.items()}
-    es = egg.EGGROLL(population_size=16, sigma=0.1, rank=2, seed=3, shaping="zscore", policy={"k": "lowrank"},
-                     optimizer=egg.optim.sgd(0.02))
+    es = egg.EGGROLL(
+        population_size=16,
+        sigma=0.1,
+        rank=2,
+        seed=3,
+        shaping="zscore",
+        policy={"k": "lowrank"},
+        optimizer=egg.optim.sgd(0.02),
+    )
     state = es.init(params)
     for _ in range(GENERATIONS):
         pop = es.ask(state)
-        fitness = xp.stack([
-            -sum(xp.sum((member[k] - target[k]) ** 2) for k in target)
-            for member in (pop.member(i) for i in range(len(pop)))
-        ])
+        fitness = xp.stack(
+            [
+                -sum(xp.sum((member[k] - target[k]) ** 2) for k in target)
+                for member in (pop.member(i) for i in range(len(pop)))
+            ]
+        )
         state, _ = es.tell(state, pop, fitness)
     return {k: np_of(v) for k, v in state.params.items()}
 

@@ -18,10 +18,17 @@ def _ask(backend, shapes, *, population_size, rank, sigma, seed, antithetic=True
     dtype = dtype or backend.xp.float32
     if params is None:
         params = {name: backend.xp.zeros(shape, dtype=dtype, device=backend.device) for name, shape in shapes.items()}
-    es = egg.EGGROLL(population_size=population_size, sigma=sigma, rank=rank, seed=seed, antithetic=antithetic,
-                     shaping="raw", optimizer=1.0)
+    es = egg.EGGROLL(
+        population_size=population_size,
+        sigma=sigma,
+        rank=rank,
+        seed=seed,
+        antithetic=antithetic,
+        shaping="raw",
+        optimizer=1.0,
+    )
     state = es.init(params)
-    return es, state, es.ask(state)
+    return es.ask(state)
 
 
 def _member_sum_reference(pop, f, name):
@@ -43,19 +50,35 @@ def _factor_abs_bound(pop, f, name, antithetic):
 
 @backends
 @given(
-    m=st.integers(1, 40), n=st.integers(1, 40), rank=st.integers(1, 6), half_population=st.integers(1, 32),
-    sigma=st.floats(1e-2, 2.0), seed=st.integers(0, 2**64 - 1), antithetic=st.booleans(), data=st.data(),
+    m=st.integers(1, 40),
+    n=st.integers(1, 40),
+    rank=st.integers(1, 6),
+    half_population=st.integers(1, 32),
+    sigma=st.floats(1e-2, 2.0),
+    seed=st.integers(0, 2**64 - 1),
+    antithetic=st.booleans(),
+    data=st.data(),
 )
-def test_stacked_gemm_gradient_equals_the_per_member_sum(name, m, n, rank, half_population, sigma, seed,
-                                                          antithetic, data):
+def test_stacked_gemm_gradient_equals_the_per_member_sum(
+    name, m, n, rank, half_population, sigma, seed, antithetic, data
+):
     backend = get_backend(name)
     population_size = 2 * half_population
     dtype = backend.float_dtypes[-1]
-    es, state, pop = _ask(backend, {"w": (m, n), "b": (n,)}, population_size=population_size, rank=rank,
-                          sigma=sigma, seed=seed, antithetic=antithetic, dtype=dtype)
+    pop = _ask(
+        backend,
+        {"w": (m, n), "b": (n,)},
+        population_size=population_size,
+        rank=rank,
+        sigma=sigma,
+        seed=seed,
+        antithetic=antithetic,
+        dtype=dtype,
+    )
     f = np.asarray(data.draw(st.lists(st.floats(-3, 3), min_size=population_size, max_size=population_size)))
-    grads = es_gradient(backend.xp, pop.plans, pop.noise, backend.asarray(f, dtype=dtype), sigma=sigma, rank=rank,
-                        antithetic=antithetic)
+    grads = es_gradient(
+        backend.xp, pop.plans, pop.noise, backend.asarray(f, dtype=dtype), sigma=sigma, rank=rank, antithetic=antithetic
+    )
     u = np.finfo(np.float64 if dtype == getattr(backend.xp, "float64", None) else np.float32).eps
     # Standard bound for a sum of K products each rounded a few times: |error| ≤ (K + c)·u·Σ|terms|.
     # Both sides carry it: the GEMM sums D·r products, each member's ε sums r products and is scaled twice.
@@ -70,19 +93,29 @@ def test_stacked_gemm_gradient_equals_the_per_member_sum(name, m, n, rank, half_
 
 @pytest.mark.parametrize("name", ["numpy", "strict"])
 @given(
-    m=st.integers(1, 40), n=st.integers(1, 40), rank=st.integers(1, 6), half_population=st.integers(1, 32),
+    m=st.integers(1, 40),
+    n=st.integers(1, 40),
+    rank=st.integers(1, 6),
+    half_population=st.integers(1, 32),
     seed=st.integers(0, 2**32),
 )
-def test_low_rank_update_has_rank_min_of_directions_times_rank_and_the_shape(name, m, n, rank, half_population,
-                                                                             seed):
+def test_low_rank_update_has_rank_min_of_directions_times_rank_and_the_shape(name, m, n, rank, half_population, seed):
     """rank g = min(D·r, m, n), which the product of sums (Σ wₖAₖ)(Σ wₖBₖ)ᵀ (rank ≤ r) cannot reach."""
     backend = get_backend(name)
     population_size = 2 * half_population
-    es, state, pop = _ask(backend, {"w": (m, n)}, population_size=population_size, rank=rank, sigma=0.5,
-                          seed=seed, dtype=backend.xp.float64)
+    pop = _ask(
+        backend,
+        {"w": (m, n)},
+        population_size=population_size,
+        rank=rank,
+        sigma=0.5,
+        seed=seed,
+        dtype=backend.xp.float64,
+    )
     f = np.random.default_rng(seed).standard_normal(population_size)
-    g = np_of(es_gradient(backend.xp, pop.plans, pop.noise, backend.asarray(f), sigma=0.5, rank=rank,
-                          antithetic=True)["w"])
+    g = np_of(
+        es_gradient(backend.xp, pop.plans, pop.noise, backend.asarray(f), sigma=0.5, rank=rank, antithetic=True)["w"]
+    )
     expected_rank = min(half_population * rank, m, n)
     assert np.linalg.matrix_rank(g) == expected_rank
     w = f[0::2] - f[1::2]
@@ -97,10 +130,13 @@ def test_low_rank_update_has_rank_min_of_directions_times_rank_and_the_shape(nam
 @pytest.mark.parametrize("shaping", ["centered_rank", "zscore", "sign", "group_zscore", "group_center"])
 def test_constant_fitness_gives_an_exactly_zero_gradient(name, shaping):
     backend = get_backend(name)
-    es = egg.EGGROLL(population_size=8, sigma=0.1, shaping=shaping, group_size=4 if "group" in shaping else 0,
-                     optimizer=1.0)
-    params = {"w": backend.asarray(np.ones((5, 3)), dtype=backend.xp.float32),
-              "b": backend.asarray(np.ones(3), dtype=backend.xp.float32)}
+    es = egg.EGGROLL(
+        population_size=8, sigma=0.1, shaping=shaping, group_size=4 if "group" in shaping else 0, optimizer=1.0
+    )
+    params = {
+        "w": backend.asarray(np.ones((5, 3)), dtype=backend.xp.float32),
+        "b": backend.asarray(np.ones(3), dtype=backend.xp.float32),
+    }
     state = es.init(params)
     new_state, info = es.tell(state, es.ask(state), backend.asarray(np.full(8, 2.5)))
     assert float(info["grad_norm"]) == 0.0
@@ -109,7 +145,7 @@ def test_constant_fitness_gives_an_exactly_zero_gradient(name, shaping):
 
 
 def test_raw_constant_fitness_cancels_exactly_within_antithetic_pairs():
-    es, state, pop = _ask(get_backend("numpy"), {"w": (6, 4)}, population_size=16, rank=2, sigma=0.3, seed=1)
+    pop = _ask(get_backend("numpy"), {"w": (6, 4)}, population_size=16, rank=2, sigma=0.3, seed=1)
     grads = es_gradient(np, pop.plans, pop.noise, np.full(16, 7.0, np.float32), sigma=0.3, rank=2, antithetic=True)
     np.testing.assert_array_equal(grads["w"], np.zeros((6, 4), np.float32))
 
@@ -123,8 +159,15 @@ def test_direction_weights_merge_antithetic_pairs():
 @backends
 def test_gradient_keeps_each_leafs_dtype_with_float64_fitness_weights(name):
     backend = get_backend(name)
-    es, state, pop = _ask(backend, {"w": (4, 3), "b": (3,)}, population_size=6, rank=1, sigma=0.1, seed=0)
+    pop = _ask(backend, {"w": (4, 3), "b": (3,)}, population_size=6, rank=1, sigma=0.1, seed=0)
     f_dtype = backend.float_dtypes[-1]
-    grads = es_gradient(backend.xp, pop.plans, pop.noise, backend.asarray(np.arange(6.0), dtype=f_dtype),
-                        sigma=0.1, rank=1, antithetic=True)
+    grads = es_gradient(
+        backend.xp,
+        pop.plans,
+        pop.noise,
+        backend.asarray(np.arange(6.0), dtype=f_dtype),
+        sigma=0.1,
+        rank=1,
+        antithetic=True,
+    )
     assert all(g.dtype == backend.xp.float32 for g in grads.values())

@@ -39,9 +39,7 @@ def test_gradient_of_a_linear_fitness_has_cosine_above_0_9_with_its_coefficients
     es = egg.EGGROLL(population_size=4096, sigma=0.05, rank=1, seed=0, shaping=shaping, optimizer=1.0)
     state = es.init(params)
     pop = es.ask(state)
-    fitness = sum(
-        xp.sum(xp.reshape(_perturbations(pop, k) * coeffs[k], (len(pop), -1)), axis=1) for k in coeffs
-    )
+    fitness = sum(xp.sum(xp.reshape(_perturbations(pop, k) * coeffs[k], (len(pop), -1)), axis=1) for k in coeffs)
     new_state, _ = es.tell(state, pop, fitness)
     g = np.concatenate([np_of(new_state.params[k]).ravel() for k in c])
     target = np.concatenate([c[k].ravel() for k in c])

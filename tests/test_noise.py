@@ -51,8 +51,17 @@ def test_bad_policies_are_rejected_with_the_leaf_named():
     with pytest.raises(TypeError, match="policy must be"):
         noise.plan_leaves(params, ["w"])
     with pytest.raises(ValueError, match="noise='normal'"):
-        noise.leaf_noise(np, noise.plan_leaves(params)["w"], seed=0, epoch=0, directions=range(1), rank=1,
-                         noise="normal", dtype=np.float32, dev="cpu")
+        noise.leaf_noise(
+            np,
+            noise.plan_leaves(params)["w"],
+            seed=0,
+            epoch=0,
+            directions=range(1),
+            rank=1,
+            noise="normal",
+            dtype=np.float32,
+            dev="cpu",
+        )
 
 
 @backends
@@ -75,8 +84,17 @@ def test_low_rank_entries_have_variance_one_for_every_rank():
     directions = 200_000
     plan = noise.plan_leaves({"w": np.zeros((1, 1), np.float32)})["w"]
     for rank in (1, 2, 4):
-        factors = noise.leaf_noise(np, plan, seed=rank, epoch=0, directions=range(directions), rank=rank,
-                                   noise="gaussian", dtype=np.float64, dev="cpu")
+        factors = noise.leaf_noise(
+            np,
+            plan,
+            seed=rank,
+            epoch=0,
+            directions=range(directions),
+            rank=rank,
+            noise="gaussian",
+            dtype=np.float64,
+            dev="cpu",
+        )
         eps = np.einsum("dmr,dnr->d", factors.A, factors.B) / math.sqrt(rank)
         assert abs(np.mean(eps**2) - 1.0) < 5 * math.sqrt((2 + 6 / rank) / directions)
         assert abs(np.mean(eps)) < 5 / math.sqrt(directions)
@@ -94,7 +112,7 @@ def test_same_seed_and_generation_rebuild_identical_members_and_another_seed_dif
     first = _member_noise(egg.EGGROLL(population_size=4, seed=11), params, generation=3)
     again = _member_noise(egg.EGGROLL(population_size=4, seed=11), params, generation=3)
     other = _member_noise(egg.EGGROLL(population_size=4, seed=12), params, generation=3)
-    for a, b, c in zip(first, again, other):
+    for a, b, c in zip(first, again, other, strict=True):
         for leaf in params:
             np.testing.assert_array_equal(a[leaf], b[leaf])
             assert not np.array_equal(a[leaf], c[leaf])

@@ -115,19 +115,19 @@ def test_a_float_or_schedule_means_plain_sgd():
 
 
 def test_bad_hyperparameters_are_rejected_with_clear_messages():
-    with pytest.raises(ValueError, match="momentum=1.0"):
+    with pytest.raises(ValueError, match=r"momentum=1.0"):
         optim.sgd(0.1, momentum=1.0)
     with pytest.raises(ValueError, match="nesterov=True needs momentum"):
         optim.sgd(0.1, nesterov=True)
-    with pytest.raises(ValueError, match="b1=1.5"):
+    with pytest.raises(ValueError, match=r"b1=1.5"):
         optim.adam(0.1, b1=1.5)
     with pytest.raises(ValueError, match="eps=0"):
         optim.adam(0.1, eps=0)
     with pytest.raises(ValueError, match="weight_decay=-1"):
         optim.adamw(0.1, weight_decay=-1)
-    with pytest.raises(ValueError, match="learning_rate='0.1' must be a non-negative finite number"):
+    with pytest.raises(ValueError, match=r"learning_rate='0.1' must be a non-negative finite number"):
         optim.sgd("0.1")
-    with pytest.raises(ValueError, match="learning_rate=-0.1 must be a non-negative"):
+    with pytest.raises(ValueError, match=r"learning_rate=-0.1 must be a non-negative"):
         optim.adam(-0.1)
     assert optim.sgd(np.float32(0.5)).update({"w": np.ones(1)}, optim.SGDState({}), 0)[0]["w"][0] == 0.5
     with pytest.raises(ValueError, match="needs the current params"):

@@ -89,7 +89,9 @@ def test_normals_agree_across_backends_to_a_few_ulp(name):
     for dtype_name in ("float32", "float64"):
         if dtype_name == "float64" and not backend.has_float64:
             continue
-        z = random.normal(backend.xp, stream, range(2, 6), 10000, dtype=getattr(backend.xp, dtype_name), dev=backend.device)
+        z = random.normal(
+            backend.xp, stream, range(2, 6), 10000, dtype=getattr(backend.xp, dtype_name), dev=backend.device
+        )
         reference = random.normal(np, stream, range(2, 6), 10000, dtype=getattr(np, dtype_name), dev="cpu")
         assert ulp_distance(np_of(z), np_of(reference), getattr(np, dtype_name)).max() <= 4
 
@@ -141,8 +143,12 @@ def test_uniforms_and_signs_have_the_right_moments():
 
 
 @given(
-    start=st.integers(0, 50), count=st.integers(1, 6), n=st.integers(1, 300), extra=st.integers(0, 300),
-    seed=st.integers(0, 2**64 - 1), epoch=st.integers(0, 2**40),
+    start=st.integers(0, 50),
+    count=st.integers(1, 6),
+    n=st.integers(1, 300),
+    extra=st.integers(0, 300),
+    seed=st.integers(0, 2**64 - 1),
+    epoch=st.integers(0, 2**40),
 )
 def test_one_direction_and_any_prefix_can_be_rebuilt_alone(start, count, n, extra, seed, epoch):
     """Element e of direction k depends only on (key, k, e): not on which other directions or how many

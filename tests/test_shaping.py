@@ -72,8 +72,9 @@ def test_zscore_is_invariant_under_positive_affine_maps(name, F, a, c):
 @given(data=st.data(), n_groups=st.integers(1, 8), group_size=st.integers(2, 8))
 def test_group_shapings_have_zero_mean_in_every_group(name, data, n_groups, group_size):
     b = get_backend(name)
-    F = np.asarray(data.draw(st.lists(st.floats(-1e3, 1e3), min_size=n_groups * group_size,
-                                      max_size=n_groups * group_size)))
+    F = np.asarray(
+        data.draw(st.lists(st.floats(-1e3, 1e3), min_size=n_groups * group_size, max_size=n_groups * group_size))
+    )
     for fn in (shaping.group_zscore, shaping.group_center):
         f = np_of(fn(b.asarray(F), group_size=group_size)).reshape(n_groups, group_size)
         scale = np.abs(F).max() / (F.std() + 1e-8) + 1.0

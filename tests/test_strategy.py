@@ -169,7 +169,7 @@ def test_a_sigma_schedule_that_leaves_the_positive_reals_fails_at_ask_without_to
     for _ in range(2):
         pop = es.ask(state)
         state, _ = es.tell(state, pop, np.arange(4.0))
-    with pytest.raises(ValueError, match="sigma at generation 2 is 0.0"):
+    with pytest.raises(ValueError, match=r"sigma at generation 2 is 0.0"):
         es.ask(state)
     assert state.generation == 2
 
@@ -198,9 +198,9 @@ def test_bad_params_are_rejected_at_init(name):
 def test_params_from_two_libraries_or_two_devices_are_rejected():
     es = egg.EGGROLL(population_size=4)
     strict = get_backend("strict").xp
-    with pytest.raises(ValueError, match="more than one array library .*'w'.*'b'"):
+    with pytest.raises(ValueError, match=r"more than one array library .*'w'.*'b'"):
         es.init({"w": np.zeros((2, 2)), "b": strict.zeros(2)})
-    with pytest.raises(ValueError, match="more than one device .*'w'.*'b'"):
+    with pytest.raises(ValueError, match=r"more than one device .*'w'.*'b'"):
         es.init({"w": strict.zeros((2, 2)), "b": strict.zeros(2, device=array_api_strict.Device("device1"))})
 
 
@@ -274,8 +274,9 @@ def test_ask_and_tell_never_read_arrays_back_to_the_host_with_nan_policy_worst(n
     backend = get_backend(name)
     params = _params(backend)
     array_type = type(params["w"])
-    es = egg.EGGROLL(population_size=8, sigma=0.1, nan_policy="worst", optimizer=egg.optim.adamw(1e-2),
-                     shaping="centered_rank")
+    es = egg.EGGROLL(
+        population_size=8, sigma=0.1, nan_policy="worst", optimizer=egg.optim.adamw(1e-2), shaping="centered_rank"
+    )
     state = es.init(params)
     fitness = backend.asarray(np.linspace(-1.0, 1.0, 8))
     with _host_reads_forbidden(array_type):
