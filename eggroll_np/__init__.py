@@ -8,7 +8,8 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import gradient, noise, optim, random, schedules, shaping
+from . import forward, gradient, noise, optim, random, schedules, shaping
+from .ops import MeanOps
 from .population import Population
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
 
@@ -18,8 +19,10 @@ __all__ = [
     "EGGROLL",
     "NAN_POLICIES",
     "EggrollState",
+    "MeanOps",
     "Population",
     "__version__",
+    "forward",
     "gradient",
     "noise",
     "optim",

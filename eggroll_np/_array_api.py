@@ -30,6 +30,7 @@ __all__ = [
     "device",
     "dtype_name",
     "has_dtype",
+    "index_dtype",
     "is_array_api_obj",
     "is_array_api_strict_namespace",
     "is_cupy_namespace",
@@ -65,6 +66,11 @@ def has_dtype(xp, dtype_name: str, dev) -> bool:
 def dtype_name(dtype) -> str:
     """A dtype's short name in every library: 'float32', not 'torch.float32' or 'array_api_strict.float32'."""
     return str(dtype).rsplit(".", 1)[-1]
+
+
+def index_dtype(xp, dev):
+    """The namespace's default index dtype on `dev` (int64, or int32 where 64-bit integers are missing)."""
+    return xp.__array_namespace_info__().default_dtypes(device=dev)["indexing"]
 
 
 def is_floating_dtype(xp, dtype) -> bool:

@@ -1,7 +1,8 @@
 """The population of one generation, held as noise factors: member i is θᵢ = θ + σ sᵢ ε_{k(i)}.
 
-A Population never holds dense per-member matrices; `member(i)` materializes one member for black-box
-evaluation.
+A Population never holds dense per-member matrices. It offers the model ops (`linear`, `vector`,
+`embedding`) for all members at once, as `MeanOps` does for the mean parameters, so one model function runs
+on either; `member(i)` materializes one member for black-box evaluation.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 
+from . import forward
 from .noise import FROZEN, LeafPlan, direction_of, perturbation, sign_of
+from .ops import add_bias
 
 __all__ = ["Population"]
 
@@ -88,6 +91,38 @@ class Population:
     def direction(self, i: int) -> int:
         """k(i): the direction member i shares with its antithetic partner."""
         return direction_of(self._index(i), self.antithetic)
+
+    @property
+    def _members(self) -> forward.Members:
+        return forward.Members(self.size, self.antithetic, self.sigma, self.rank)
+
+    def _leaf(self, name: str):
+        if name not in self.plans:
+            raise KeyError(f"no leaf named {name!r}; the leaves are {', '.join(map(repr, self.plans))}")
+        return self.plans[name], self.params[name], self.noise.get(name)
+
+    def linear(self, name: str, x, bias=None, *, shared: bool | None = None):
+        """yᵢ = xᵢ Wᵢᵀ (+ bᵢ) for every member, Wᵢ = W + σ sᵢ ε_{k(i)} never formed: for a low-rank leaf
+        x Wᵀ + (σ sᵢ/√r)(x Bₖ) Aₖᵀ.
+
+        x: (N, ..., n), one input per member, or (..., n), one input shared by all (inferred from a leading
+        axis of size N; pass shared=True for a shared batch of exactly N rows). bias: a leaf name (perturbed
+        per member), an array (shared) or None. Returns (N, ..., m).
+        """
+        plan, value, noise = self._leaf(name)
+        y = forward.linear(self.xp, plan, value, noise, x, self._members, shared=shared)
+        return add_bias(self, y, bias, per_member=True)
+
+    def vector(self, name: str):
+        """(N, *shape): θ + σ sᵢ ε_{k(i)} of a full-rank (or frozen) leaf for every member, e.g. biases."""
+        plan, value, noise = self._leaf(name)
+        return forward.vector(self.xp, plan, value, noise, self._members)
+
+    def embedding(self, name: str, ids, *, shared: bool | None = None):
+        """Rows `ids` of every member's table Wᵢ (V, d), never formed: W[ids] + (σ sᵢ/√r) Aₖ[ids] Bₖᵀ for a
+        low-rank table. ids: (N, ...) per member or (...) shared, integers in [0, V). Returns (N, ..., d)."""
+        plan, value, noise = self._leaf(name)
+        return forward.embedding(self.xp, plan, value, noise, ids, self._members, shared=shared)
 
     def member(self, i: int) -> dict:
         """θᵢ = θ + σ sᵢ ε_{k(i)} for every leaf, materialized (frozen leaves are θ's own arrays)."""

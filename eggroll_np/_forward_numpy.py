@@ -1,0 +1,61 @@
+"""NumPy fast path of `forward.linear` for low-rank leaves: the shared GEMM into a fresh output, then the
+rank-r corrections added in place, a cache-sized block of directions at a time, so the only temporaries
+are one block's correction and the small (x Bₖ) factors.
+
+Same result as the portable path up to rounding (tests/test_forward.py compares them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["lowrank_linear_numpy"]
+
+_BLOCK_BYTES = 256 * 1024  # one block of output rows, kept in L2 while its correction is added
+
+
+def _block_directions(rows_per_direction: int, width: int, itemsize: int) -> int:
+    return max(1, _BLOCK_BYTES // max(1, rows_per_direction * width * itemsize))
+
+
+def _correction(coefficients, a_block, out):
+    """out = (x Bₖ) Aₖᵀ for a block: a broadcast outer product when r = 1, else a batched matmul."""
+    out = out[: coefficients.shape[0]]
+    if coefficients.shape[-1] == 1:
+        return np.multiply(coefficients, a_block[:, None, :, 0], out=out)
+    return np.matmul(coefficients, a_block.transpose(0, 2, 1), out=out)
+
+
+def lowrank_linear_numpy(x, weight, noise, per_direction: int, scale: float, per_member: bool, rows: int):
+    """(N·rows, m) outputs yᵢ = xᵢ Wᵀ + scale·sᵢ (xᵢ Bₖ) Aₖᵀ, sᵢ = ±1 within each direction's P members."""
+    a, b = noise.A, noise.B
+    directions, m = a.shape[0], a.shape[1]
+    n = weight.shape[1]
+    signs = np.asarray([scale, -scale][:per_direction], dtype=a.dtype)
+    if per_member:
+        x = np.reshape(x, (directions, per_direction * rows, n))
+        out = np.matmul(np.reshape(x, (-1, n)), weight.T).reshape(directions, per_direction * rows, m)
+        step = _block_directions(per_direction * rows, m, out.itemsize)
+        row_signs = np.repeat(signs, rows)[None, :, None]
+        scratch = np.empty((min(step, directions), per_direction * rows, m), dtype=out.dtype)
+        for start in range(0, directions, step):
+            block = slice(start, start + step)
+            coefficients = np.matmul(x[block], b[block])
+            coefficients *= row_signs
+            out[block] += _correction(coefficients, a[block], scratch)
+        return out.reshape(-1, m)
+    x = np.reshape(x, (rows, n))
+    base = x @ weight.T
+    rank = b.shape[-1]
+    coefficients = (x @ b.transpose(1, 0, 2).reshape(n, directions * rank)).reshape(rows, directions, rank)
+    coefficients = coefficients.transpose(1, 0, 2) * scale
+    out = np.empty((directions, per_direction, rows, m), dtype=np.result_type(base, a))
+    step = _block_directions(rows, m, out.itemsize)
+    scratch = np.empty((min(step, directions), rows, m), dtype=out.dtype)
+    for start in range(0, directions, step):
+        block = slice(start, start + step)
+        correction = _correction(coefficients[block], a[block], scratch)
+        np.add(base, correction, out=out[block, 0])
+        if per_direction == 2:
+            np.subtract(base, correction, out=out[block, 1])
+    return out.reshape(-1, m)
