@@ -8,7 +8,7 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import forward, gradient, noise, optim, random, schedules, shaping
+from . import forward, gradient, models, noise, optim, random, schedules, shaping
 from .ops import MeanOps
 from .population import Population
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "forward",
     "gradient",
+    "models",
     "noise",
     "optim",
     "random",

@@ -64,8 +64,12 @@ def has_dtype(xp, dtype_name: str, dev) -> bool:
 
 
 def dtype_name(dtype) -> str:
-    """A dtype's short name in every library: 'float32', not 'torch.float32' or 'array_api_strict.float32'."""
-    return str(dtype).rsplit(".", 1)[-1]
+    """A dtype's short name in every library: 'float32', not 'torch.float32' or 'array_api_strict.float32'
+    (NumPy understands its own dtypes and JAX's; others go by their printed name)."""
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
 
 
 def index_dtype(xp, dev):

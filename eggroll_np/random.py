@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._array_api import has_dtype, is_numpy_namespace
+from ._array_api import has_dtype, is_jax_namespace, is_numpy_namespace
 
 __all__ = [
     "PHILOX_M0",
@@ -43,6 +43,7 @@ __all__ = [
     "philox4x32_10_int",
     "rademacher",
     "random_bits",
+    "stream_arrays",
     "stream_id",
     "uniform",
 ]
@@ -98,23 +99,29 @@ def _mulhilo_split(xp, x, multiplier: int, dev):
     return hi, lo
 
 
+def _philox_rounds(xp, counter, round_keys, dev, wide: bool):
+    """Ten Philox rounds on uint32 arrays; round_keys is a (10, 2) uint32 array (traceable by a JIT)."""
+    mulhilo = _mulhilo_wide if wide else _mulhilo_split
+    x0, x1, x2, x3 = counter
+    for j in range(_ROUNDS):
+        hi0, lo0 = mulhilo(xp, x0, PHILOX_M0, dev)
+        hi1, lo1 = mulhilo(xp, x2, PHILOX_M1, dev)
+        x0, x1, x2, x3 = hi1 ^ x1 ^ round_keys[j, 0:1], lo1, hi0 ^ x3 ^ round_keys[j, 1:2], lo0
+    return x0, x1, x2, x3
+
+
+def _wide(xp, dev, wide: bool | None) -> bool:
+    return has_dtype(xp, "uint64", dev) if wide is None else wide
+
+
 def philox4x32_10(xp, counter, key: tuple[int, int], dev, *, wide: bool | None = None):
     """Philox4x32-10 on uint32 arrays: four counter words (broadcastable arrays) → four random words.
 
     `wide` picks the 32×32→64 multiply: True through uint64, False through the 16-bit split; None chooses
     uint64 when `xp` has it on `dev`.
     """
-    if wide is None:
-        wide = has_dtype(xp, "uint64", dev)
-    mulhilo = _mulhilo_wide if wide else _mulhilo_split
-    x0, x1, x2, x3 = counter
-    for k0, k1 in _round_keys(*key):
-        hi0, lo0 = mulhilo(xp, x0, PHILOX_M0, dev)
-        hi1, lo1 = mulhilo(xp, x2, PHILOX_M1, dev)
-        k0a = xp.asarray([k0], dtype=xp.uint32, device=dev)
-        k1a = xp.asarray([k1], dtype=xp.uint32, device=dev)
-        x0, x1, x2, x3 = hi1 ^ x1 ^ k0a, lo1, hi0 ^ x3 ^ k1a, lo0
-    return x0, x1, x2, x3
+    round_keys = xp.asarray(_round_keys(*key), dtype=xp.uint32, device=dev)
+    return _philox_rounds(xp, counter, round_keys, dev, _wide(xp, dev, wide))
 
 
 class StreamKey(NamedTuple):
@@ -146,21 +153,30 @@ def derive_key(seed: int, epoch: int, stream: int) -> StreamKey:
     return StreamKey(key=(words[0], words[1]), stream_id=stream & _MASK32, epoch=epoch & _MASK32)
 
 
+def stream_arrays(xp, stream: StreamKey, directions: range, dev):
+    """A draw's integer inputs as uint32 arrays: round keys (10, 2), constant counter words (2,) and the
+    first direction (1,); with them, a draw is a pure array function (see `_draw`)."""
+    _check_directions(directions)
+    return (
+        xp.asarray(_round_keys(*stream.key), dtype=xp.uint32, device=dev),
+        xp.asarray([stream.stream_id, stream.epoch], dtype=xp.uint32, device=dev),
+        xp.asarray([directions.start], dtype=xp.uint32, device=dev),
+    )
+
+
+def _bits(xp, round_keys, constants, start, n_directions: int, n_blocks: int, dev, wide: bool):
+    """Philox words of counters (block, start + d, stream id, epoch) for d < n_directions, block < n_blocks."""
+    block = xp.reshape(xp.arange(n_blocks, dtype=xp.uint32, device=dev), (1, n_blocks))
+    direction = xp.reshape(xp.arange(n_directions, dtype=xp.uint32, device=dev), (n_directions, 1)) + start
+    zeros = xp.zeros((n_directions, n_blocks), dtype=xp.uint32, device=dev)
+    counter = (block + zeros, direction + zeros, constants[0:1], constants[1:2])
+    return _philox_rounds(xp, counter, round_keys, dev, wide)
+
+
 def random_bits(xp, stream: StreamKey, directions: range, n_blocks: int, dev, *, wide: bool | None = None):
     """The four Philox output words for blocks 0..n_blocks-1 of each direction, each of shape (D, n_blocks)."""
-    _check_directions(directions)
-    block = xp.reshape(xp.arange(n_blocks, dtype=xp.uint32, device=dev), (1, n_blocks))
-    direction = xp.reshape(
-        xp.arange(directions.start, directions.stop, dtype=xp.uint32, device=dev), (len(directions), 1)
-    )
-    zeros = xp.zeros((len(directions), n_blocks), dtype=xp.uint32, device=dev)
-    counter = (
-        block + zeros,
-        direction + zeros,
-        xp.asarray([stream.stream_id], dtype=xp.uint32, device=dev),
-        xp.asarray([stream.epoch], dtype=xp.uint32, device=dev),
-    )
-    return philox4x32_10(xp, counter, stream.key, dev, wide=wide)
+    arrays = stream_arrays(xp, stream, directions, dev)
+    return _bits(xp, *arrays, len(directions), n_blocks, dev, _wide(xp, dev, wide))
 
 
 def _check_directions(directions: range) -> None:
@@ -219,22 +235,34 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown draw kind {kind!r}; use one of {sorted(_LANES)}")
 
 
-def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev, wide=None):
-    """(D, n) draws of `kind` in array-API operations only; row d is direction directions[d] of the stream."""
-    _check_kind(kind)
+def _draw(xp, kind: str, round_keys, constants, start, n_directions: int, n: int, dtype, dev, wide: bool):
+    """(D, n) draws of `kind` from the stream arrays: array operations only, so a JIT can trace it."""
     n_blocks = -(-n // _lanes_per_block(xp, kind, dtype))
-    words = random_bits(xp, stream, directions, n_blocks, dev, wide=wide)
+    words = _bits(xp, round_keys, constants, start, n_directions, n_blocks, dev, wide)
     return _lanes_to_elements(xp, _LANES[kind](xp, words, dtype), n)
 
 
-def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
-    """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher'), through the NumPy fast path on NumPy."""
+def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev, wide=None):
+    """(D, n) draws of `kind` in array-API operations only; row d is direction directions[d] of the stream."""
     _check_kind(kind)
+    arrays = stream_arrays(xp, stream, directions, dev)
+    return _draw(xp, kind, *arrays, len(directions), n, dtype, dev, _wide(xp, dev, wide))
+
+
+def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
+    """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher'): NumPy takes its chunked in-place path,
+    JAX one compiled kernel per shape, every other namespace the portable path."""
+    _check_kind(kind)
+    _lanes_per_block(xp, kind, dtype)
     if is_numpy_namespace(xp):
         _check_directions(directions)
         from ._random_numpy import draw_numpy
 
         return draw_numpy(kind, stream, directions, n, _lanes_per_block(xp, kind, dtype), dtype)
+    if is_jax_namespace(xp):
+        from ._random_jax import draw_jax
+
+        return draw_jax(kind, stream, directions, n, dtype, dev)
     return draw_portable(xp, kind, stream, directions, n, dtype=dtype, dev=dev)
 
 

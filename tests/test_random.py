@@ -180,3 +180,19 @@ def test_bad_generator_arguments_are_rejected_with_a_clear_message():
     for draw in (random.draw, random.draw_portable):
         with pytest.raises(ValueError, match="unknown draw kind"):
             draw(np, "cauchy", random.derive_key(0, 0, 0), range(1), 4, dtype=np.float32, dev="cpu")
+
+
+@pytest.mark.parametrize("kind", ["uniform", "normal", "rademacher"])
+def test_jax_compiled_path_matches_the_portable_path(kind):
+    """JAX draws through two jitted kernels; they must give the portable path's bits (normals: 4 ulp)."""
+    jax_backend = get_backend("jax")
+    xp, dev = jax_backend.xp, jax_backend.device
+    stream = random.derive_key(8, 3, random.stream_id("w"))
+    for directions, n in ((range(0, 1), 5), (range(7, 12), 333)):
+        fast = random.draw(xp, kind, stream, directions, n, dtype=xp.float32, dev=dev)
+        portable = random.draw_portable(xp, kind, stream, directions, n, dtype=xp.float32, dev=dev)
+        assert fast.shape == (len(directions), n) and fast.dtype == xp.float32 and fast.devices() == {dev}
+        if kind == "normal":
+            assert ulp_distance(np_of(fast), np_of(portable), np.float32).max() <= 4
+        else:
+            np.testing.assert_array_equal(np_of(fast), np_of(portable))
