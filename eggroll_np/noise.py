@@ -7,8 +7,10 @@
 - `frozen`: never perturbed, never updated.
 
 Member i uses direction k(i) with sign sᵢ: with antithetic pairs k(i) = i // 2 and sᵢ = (−1)ⁱ; without,
-k(i) = i and sᵢ = +1. Direction k of a leaf is the stream (seed, epoch, leaf id), row k: Aₖ is its first
-m·r elements as (m, r), Bₖ the next n·r as (n, r); a full leaf's εₖ is its first size elements.
+k(i) = i and sᵢ = +1. Direction k of a leaf is the stream (seed, epoch, leaf id), row k: its first m·r
+elements are the r columns of Aₖ, m consecutive elements each, the next n·r the r columns of Bₖ, so that
+εₖ = (1/√r) Σⱼ aⱼ bⱼᵀ reads each rank-1 term from two contiguous runs (and the forward pass multiplies by
+contiguous Aₖᵀ); a full leaf's εₖ is its first size elements.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class LeafPlan(NamedTuple):
 
 
 class LowRankNoise(NamedTuple):
-    """Factors of D directions of a low-rank leaf: A (D, m, r), B (D, n, r)."""
+    """Factors of D directions of a low-rank leaf: A (D, m, r), B (D, n, r), each stored column by column
+    (A's transpose (D, r, m) is the contiguous one)."""
 
     A: Any
     B: Any
@@ -149,9 +152,9 @@ def leaf_noise(
         m, n = plan.matrix_shape
         kind = "normal" if noise == "gaussian" else "rademacher"
         draws = random.draw(xp, kind, stream, directions, (m + n) * rank, dtype=dtype, dev=dev)
-        return LowRankNoise(
-            A=xp.reshape(draws[:, : m * rank], (d, m, rank)), B=xp.reshape(draws[:, m * rank :], (d, n, rank))
-        )
+        columns_a = xp.reshape(draws[:, : m * rank], (d, rank, m))
+        columns_b = xp.reshape(draws[:, m * rank :], (d, rank, n))
+        return LowRankNoise(A=xp.matrix_transpose(columns_a), B=xp.matrix_transpose(columns_b))
     if plan.kind == FULL:
         draws = random.draw(xp, "normal", stream, directions, prod(plan.shape), dtype=dtype, dev=dev)
         return FullNoise(E=xp.reshape(draws, (d, *plan.shape)))
