@@ -43,3 +43,9 @@ def test_quickstart_example_learns_on_a_short_run(capsys):
 def test_rng_benchmark_runs_in_quick_mode(capsys):
     _run_script(ROOT / "bench" / "rng.py", ["--quick", "--repeats", "1"])
     assert "ratio" in capsys.readouterr().out
+
+
+def test_forward_benchmark_runs_in_quick_mode_and_checks_its_results(capsys):
+    rows = _run_script(ROOT / "bench" / "forward.py", ["--quick", "--repeats", "1"])
+    assert rows
+    assert "ratio excl" in capsys.readouterr().out
