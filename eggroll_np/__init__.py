@@ -8,7 +8,8 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import forward, gradient, models, noise, optim, random, schedules, shaping
+from . import checkpoint, forward, gradient, models, noise, optim, random, schedules, shaping
+from .checkpoint import CheckpointError, load, save
 from .ops import MeanOps
 from .population import Population
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
@@ -18,16 +19,20 @@ __version__ = "0.1.0"
 __all__ = [
     "EGGROLL",
     "NAN_POLICIES",
+    "CheckpointError",
     "EggrollState",
     "MeanOps",
     "Population",
     "__version__",
+    "checkpoint",
     "forward",
     "gradient",
+    "load",
     "models",
     "noise",
     "optim",
     "random",
+    "save",
     "schedules",
     "shaping",
 ]

@@ -1,4 +1,4 @@
-"""The ES gradient estimate (ascent direction), exactly as DESIGN.md section 1:
+"""The ES gradient estimate (ascent direction), exactly as docs/algorithm.md states it:
 
     g = 1/(N σ) · Σᵢ fᵢ sᵢ ε_{k(i)}
 

@@ -1,4 +1,4 @@
-"""Per-leaf noise: which leaves are perturbed and how, and each direction's factors (DESIGN.md section 1).
+"""Per-leaf noise: which leaves are perturbed and how, and each direction's factors (docs/algorithm.md).
 
 - `lowrank` (default for 2-D leaves, shape (m, n)): εₖ = (1/√r) Aₖ Bₖᵀ with Aₖ (m, r), Bₖ (n, r), entries
   iid N(0, 1) (or ±1 with noise="rademacher"), so every entry of εₖ has variance 1. A ≥3-D leaf may opt in;

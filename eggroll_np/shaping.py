@@ -1,4 +1,4 @@
-"""Fitness shaping: plain functions from raw fitness F ∈ R^N to weights f ∈ R^N (DESIGN.md section 3).
+"""Fitness shaping: plain functions from raw fitness F ∈ R^N to weights f ∈ R^N (docs/algorithm.md, "Fitness shaping").
 
 Members are in population order; with antithetic pairs, member 2k (+ε) and 2k+1 (−ε) are adjacent, and
 groups are consecutive runs of `group_size` members. Every function here is pure and sync-free.

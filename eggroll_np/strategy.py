@@ -55,7 +55,7 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 class EGGROLL:
-    """Evolution strategies with rank-r perturbations of matrix leaves (see DESIGN.md section 1).
+    """Evolution strategies with rank-r perturbations of matrix leaves (the math: docs/algorithm.md).
 
     population_size N (even with antithetic pairs); sigma σ (float or schedule of the generation); rank r of
     each perturbation; optimizer (an `optim.Optimizer`; a float or schedule means plain SGD with that rate;

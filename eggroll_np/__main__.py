@@ -1,0 +1,5 @@
+"""`python -m eggroll_np`: the command line."""
+
+from .cli import main
+
+raise SystemExit(main())

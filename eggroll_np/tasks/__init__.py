@@ -1,0 +1,46 @@
+"""Tasks the command line trains: each couples a model or a black-box function with its fitness and its
+evaluation, and names the settings that suit it.
+
+A task is a class with
+- `name`, `summary`, `metric` (the evaluation's headline number) and `metric_goal` (None or a value the
+  default run should reach);
+- `defaults`: strategy settings that suit it (population, sigma, rank, optimizer, learning_rate, shaping,
+  generations, eval_every, maximize), overridable from the command line;
+- `options`: its own `Option`s (command-line flags with defaults);
+- `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
+- `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`
+  of Python floats (the one place a run reads values back from the device).
+fitness must be a pure function of (params, generation, config): minibatches and environment seeds come
+from (seed, generation), so a resumed run repeats an uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any, NamedTuple
+
+__all__ = ["TASKS", "Option", "task_class"]
+
+
+class Option(NamedTuple):
+    """A task's own command-line option: --name (dashes for underscores), its type, default and help."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+
+
+TASKS = {
+    "digits": ("eggroll_np.tasks.digits", "DigitsTask"),
+    "cartpole": ("eggroll_np.tasks.cartpole", "CartPoleTask"),
+    "rosenbrock": ("eggroll_np.tasks.functions", "RosenbrockTask"),
+}
+
+
+def task_class(name: str):
+    """The task class registered under `name` (imported on first use: tasks pull in optional packages)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    module, cls = TASKS[name]
+    return getattr(import_module(module), cls)
