@@ -23,7 +23,9 @@ def _state(optimizer):
 
 
 @pytest.mark.parametrize(
-    "optimizer", [egg.optim.adam(0.1), egg.optim.sgd(0.1, momentum=0.9), egg.optim.sgd(0.1)], ids=["adam", "momentum", "sgd"]
+    "optimizer",
+    [egg.optim.adam(0.1), egg.optim.sgd(0.1, momentum=0.9), egg.optim.sgd(0.1)],
+    ids=["adam", "momentum", "sgd"],
 )
 def test_save_then_load_gives_back_the_state_bit_for_bit(tmp_path, optimizer):
     state = _state(optimizer)

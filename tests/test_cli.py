@@ -24,7 +24,11 @@ def test_train_runs_the_default_task_and_writes_the_run_directory(tmp_path, caps
     out = capsys.readouterr().out
     assert "digits: test_accuracy" in out and str(run_dir) in out
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoint.npz", "config.json", "curves.png", "metrics.jsonl", "summary.json",
+        "checkpoint.npz",
+        "config.json",
+        "curves.png",
+        "metrics.jsonl",
+        "summary.json",
     ]
     records = _metrics(run_dir)
     assert [r["generation"] for r in records] == [1, 2, 3, 4]
@@ -59,8 +63,11 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     assert main(["train", "--generations", "4", "--checkpoint-every", "2", "--out", str(run_dir), *TINY]) == 0
     reference = _metrics(run_dir)
-    egg.save(run_dir / "checkpoint.npz", egg.load(run_dir / "checkpoint.npz")._replace(generation=2),
-             egg.checkpoint.read_metadata(run_dir / "checkpoint.npz")["metadata"])
+    egg.save(
+        run_dir / "checkpoint.npz",
+        egg.load(run_dir / "checkpoint.npz")._replace(generation=2),
+        egg.checkpoint.read_metadata(run_dir / "checkpoint.npz")["metadata"],
+    )
     with (run_dir / "metrics.jsonl").open("a") as log:
         log.write('{"generation": 5, "fitness_mean": 0.0, "fitn')  # a line cut short by a crash
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
@@ -70,8 +77,26 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
 
 def test_rosenbrock_runs_through_the_black_box_path(tmp_path, capsys):
     run_dir = tmp_path / "rb"
-    assert main(["train", "rosenbrock", "--dim", "20", "--generations", "5", "--population", "8",
-                 "--eval-every", "5", "--out", str(run_dir), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "rosenbrock",
+                "--dim",
+                "20",
+                "--generations",
+                "40",
+                "--population",
+                "32",
+                "--eval-every",
+                "40",
+                "--out",
+                str(run_dir),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     records = _metrics(run_dir)
     assert records[-1]["rosenbrock"] < 19.0  # f(0) = dim − 1 = 19; the strategy minimizes
     assert "rosenbrock: rosenbrock" in capsys.readouterr().out
