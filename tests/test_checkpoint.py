@@ -85,7 +85,7 @@ def test_metadata_that_is_not_json_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(TypeError, match="plain JSON"):
         egg.save(path, _state(egg.optim.sgd(0.1)), {"bad": float("nan")})
     assert not path.exists()
-    with pytest.raises(ValueError, match="must end in .npz"):
+    with pytest.raises(ValueError, match=r"must end in \.npz"):
         egg.save(tmp_path / "state.pkl", _state(egg.optim.sgd(0.1)))
     with pytest.raises(TypeError, match="needs an EggrollState"):
         egg.save(path, {"w": np.zeros(2)})
@@ -122,7 +122,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
         egg.load(garbage)
     plain = tmp_path / "plain.npz"
     np.savez(plain, w=np.zeros(3))
-    with pytest.raises(CheckpointError, match="was not written by eggroll_np.save"):
+    with pytest.raises(CheckpointError, match=r"was not written by eggroll_np\.save"):
         egg.load(plain)
 
 
