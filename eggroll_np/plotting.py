@@ -40,9 +40,9 @@ def plot_run(run_dir, output: str = "curves.png") -> Path:
     figure = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(figure)
     fitness_axes, metric_axes = figure.subplots(1, 2)
-    generations = [r["generation"] for r in records]
+    told = [r for r in records if "fitness_mean" in r]
     for name in _FITNESS:
-        fitness_axes.plot(generations, [r[name] for r in records], label=name.replace("_", " "))
+        fitness_axes.plot([r["generation"] for r in told], [r[name] for r in told], label=name.replace("_", " "))
     fitness_axes.set(xlabel="generation", ylabel="fitness", title="population fitness")
     fitness_axes.legend()
     for name in metric_names:

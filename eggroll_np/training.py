@@ -4,7 +4,8 @@ generation, a metrics log, atomic checkpoints, a progress bar, a plot at the end
 A run directory holds
     config.json      the full configuration (task, strategy settings, seed, backend, task options)
     metrics.jsonl    one JSON line per generation: fitness mean/max/min, grad_norm, and the evaluation
-                     metrics on the generations that evaluate; "generation" counts generations completed
+                     metrics on the generations that evaluate; "generation" counts generations completed,
+                     and a first line for generation 0 holds the evaluation of the initial parameters
     checkpoint.npz   the state after the last checkpointed generation (see `checkpoint`)
     curves.png       learning curves, written at the end (`plotting`)
     summary.json     the final evaluation and the run's speed
@@ -156,8 +157,9 @@ def train(
         metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.write_text("", encoding="utf-8")
         state = es.init(task.init_params(config["seed"]))
+        start_record = {"generation": 0, **task.evaluate(state.params)}
+        metrics_path.write_text(json.dumps(start_record) + "\n", encoding="utf-8")
     (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     total = config["generations"]
     show_bar = sys.stderr.isatty() if progress is None else progress

@@ -31,8 +31,9 @@ def test_train_runs_the_default_task_and_writes_the_run_directory(tmp_path, caps
         "summary.json",
     ]
     records = _metrics(run_dir)
-    assert [r["generation"] for r in records] == [1, 2, 3, 4]
-    assert "test_accuracy" in records[1] and "test_accuracy" not in records[0]
+    assert [r["generation"] for r in records] == [0, 1, 2, 3, 4]
+    assert "test_accuracy" in records[0] and "fitness_mean" not in records[0]  # the initial parameters
+    assert "test_accuracy" in records[2] and "test_accuracy" not in records[1]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["task"] == "digits" and config["population"] == 16 and config["lr_decay_generations"] == 4
     assert egg.load(run_dir / "checkpoint.npz").generation == 4
@@ -71,8 +72,8 @@ def test_resume_drops_metrics_logged_after_the_last_checkpoint(tmp_path):
     with (run_dir / "metrics.jsonl").open("a") as log:
         log.write('{"generation": 5, "fitness_mean": 0.0, "fitn')  # a line cut short by a crash
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
-    assert [r["generation"] for r in _metrics(run_dir)] == [1, 2, 3, 4]
-    assert _metrics(run_dir)[:2] == reference[:2]
+    assert [r["generation"] for r in _metrics(run_dir)] == [0, 1, 2, 3, 4]
+    assert _metrics(run_dir)[:3] == reference[:3]
 
 
 def test_rosenbrock_runs_through_the_black_box_path(tmp_path, capsys):

@@ -74,20 +74,20 @@ class CartPoleTask:
     metric = "mean_return"
     metric_goal = 500.0
     defaults: ClassVar[dict] = dict(
-        population=64,
-        sigma=0.1,
+        population=128,
+        sigma=0.2,
         rank=1,
         optimizer="adam",
-        learning_rate=0.05,
+        learning_rate=0.1,
         shaping="centered_rank",
-        generations=100,
+        generations=80,
         eval_every=10,
         maximize=True,
     )
     options = (
         Option("hidden", int, 16, "hidden units of the policy MLP (4 -> hidden -> 2)"),
         Option("eval_episodes", int, 20, "episodes of each evaluation of the mean params"),
-        Option("max_steps", int, 500, "steps after which an episode is truncated (CartPole-v1: 500)"),
+        Option("max_steps", int, 500, "steps after which an episode is truncated"),
     )
 
     def __init__(self, config: dict, xp, device, dtype):
@@ -96,34 +96,38 @@ class CartPoleTask:
                 raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {config[option]}")
         self.xp, self.device, self.dtype = xp, device, dtype
         self.seed = config["seed"]
-        self.max_steps = config["max_steps"]
         self.model = MLP((4, config["hidden"], 2), activation="tanh")
-        self.train_env = make_cartpole(config["population"], self.max_steps)
-        self.eval_env = make_cartpole(config["eval_episodes"], self.max_steps)
+        self.train_env = make_cartpole(config["population"], config["max_steps"])
+        self.eval_env = make_cartpole(config["eval_episodes"], config["max_steps"])
 
     def init_params(self, seed: int) -> dict:
-        return self.model.init(self.xp, dtype=self.dtype, device=self.device, seed=seed)
+        """The MLP's init (LeCun normal, biases 0) with the output weights at zero: the mean policy starts with
+        tied logits (argmax: always push left) and each member's first choices come from its own perturbation,
+        rather than every member inheriting one random bias that σ-sized perturbations cannot flip."""
+        params = self.model.init(self.xp, dtype=self.dtype, device=self.device, seed=seed)
+        output = f"{self.model.name}.{len(self.model.sizes) - 2}.w"
+        return {**params, output: self.xp.zeros_like(params[output])}
 
     def _policy(self, ops, shared: bool | None):
-        """obs (n, 4) NumPy → argmax of the logits of `ops` (a population or MeanOps) as NumPy (n,)."""
+        """obs (n, 4) NumPy → the actions of `ops` (a population or MeanOps) as NumPy int32 (n,): the argmax
+        of the two logits, 1 where logit₁ > logit₀ and 0 on a tie (compared, not `argmax`, whose int64 result
+        some devices without 64-bit integers cannot hold)."""
+        xp = self.xp
 
         def act(obs):
-            x = self.xp.asarray(obs, dtype=self.dtype, device=self.device)
-            return to_numpy(self.xp.argmax(self.model.apply(ops, x, shared=shared), axis=-1))
+            logits = self.model.apply(ops, xp.asarray(obs, dtype=self.dtype, device=self.device), shared=shared)
+            return to_numpy(xp.astype(logits[..., 1] > logits[..., 0], xp.int32))
 
         return act
 
     def fitness(self, pop, generation: int):
         """Rᵢ of every member: its own episode, the N environments reset from seed (seed, generation)."""
         if len(pop) != self.train_env.num_envs:
-            raise ValueError(f"a population of {len(pop)} needs --population {len(pop)} (one environment each)")
+            n = self.train_env.num_envs
+            raise ValueError(f"this task steps one environment per member of --population {n}; got {len(pop)} members")
         returns = episode_returns(self.train_env, self._policy(pop, False), _reset_seed(self.seed, generation, _TRAIN))
         return self.xp.asarray(returns, dtype=self.dtype, device=self.device)
 
     def evaluate(self, params) -> dict:
         returns = episode_returns(self.eval_env, self._policy(MeanOps(params), None), _reset_seed(_EVAL))
-        return {
-            "mean_return": float(np.mean(returns)),
-            "min_return": float(np.min(returns)),
-            "solved_fraction": float(np.mean(returns >= self.max_steps)),
-        }
+        return {"mean_return": float(np.mean(returns)), "min_return": float(np.min(returns))}
