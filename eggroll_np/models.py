@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from . import random
 from ._array_api import array_namespace, device, is_floating_dtype, prod
 
-__all__ = ["ACTIVATIONS", "GRU", "MLP", "activation", "gelu", "identity", "relu", "sigmoid", "tanh"]
+__all__ = ["ACTIVATIONS", "GRU", "MLP", "activation", "gelu", "identity", "log_softmax", "relu", "sigmoid", "tanh"]
 
 # The noise epoch the initializers draw from: no run reaches it, so initial weights never coincide with a
 # generation's noise of the same leaf and seed.
@@ -58,6 +58,13 @@ def gelu(x):
     """GELU, tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))."""
     xp = array_namespace(x)
     return 0.5 * x * (1.0 + xp.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * (x * x * x))))
+
+
+def log_softmax(x):
+    """log softmax over the last axis, x − max(x) − log Σ exp(x − max(x)): no exponential overflows."""
+    xp = array_namespace(x)
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 ACTIVATIONS = {"identity": identity, "tanh": tanh, "relu": relu, "sigmoid": sigmoid, "gelu": gelu}

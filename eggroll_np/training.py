@@ -51,6 +51,14 @@ def backend_namespace(name: str):
             import cupy
         except ImportError:
             raise ImportError("--backend cupy needs CuPy: pip install 'eggroll-np[cuda12]' (or [cuda13])") from None
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            count, reason = 0, f" ({exc})"
+        else:
+            reason = ""
+        if count < 1:
+            raise ValueError(f"--backend cupy needs a CUDA device, and CuPy finds none{reason}; use --backend numpy")
         return xp, cupy.cuda.Device()
     if name == "jax":
         try:

@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._array_api import to_numpy
-from ..models import MLP
+from ..models import MLP, log_softmax
 from ..ops import MeanOps
 from . import Option
 
@@ -32,12 +32,6 @@ def load_digits_split(test_fraction: float = 0.2, split_seed: int = 0):
         x / 16.0, y, test_size=test_fraction, random_state=split_seed, stratify=y
     )
     return x_train, y_train, x_test, y_test
-
-
-def log_softmax(xp, logits):
-    """log softmax over the last axis, shifted by the maximum so no exponential overflows."""
-    shifted = logits - xp.max(logits, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 class DigitsTask:
@@ -90,7 +84,7 @@ class DigitsTask:
         rows = self._batch(generation)
         x = xp.take(self.x_train, rows, axis=0)
         onehot = xp.take(self.onehot_train, rows, axis=0)
-        log_probs = log_softmax(xp, self.model.apply(pop, x, shared=True))
+        log_probs = log_softmax(self.model.apply(pop, x, shared=True))
         return xp.mean(xp.sum(log_probs * onehot, axis=-1), axis=-1)
 
     def _accuracy(self, params, x, labels) -> float:

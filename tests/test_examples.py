@@ -1,0 +1,116 @@
+"""The scripts in examples/ run as written, on short settings, and reach real outcomes."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SCRIPTS = ["digits_mlp.py", "cartpole.py", "black_box.py", "cupy_gpu.py", "outside_loop.py"]
+
+
+def load(name: str) -> dict:
+    """The script's globals, as `python examples/NAME` would define them, without running its main."""
+    return runpy.run_path(str(EXAMPLES / name), run_name="__script__")
+
+
+def run(name: str, argv: list[str], monkeypatch):
+    """main(argv) of examples/NAME (sys.argv set as on the command line, so argparse names the script)."""
+    monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), *argv])
+    return load(name)["main"](argv)
+
+
+def cupy_with_a_device() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_example_documents_itself_and_parses_its_options(name, monkeypatch, capsys):
+    namespace = load(name)
+    assert len(namespace["__doc__"]) > 200
+    with pytest.raises(SystemExit) as stop:
+        run(name, ["--help"], monkeypatch)
+    assert stop.value.code == 0
+    assert "--generations" in capsys.readouterr().out
+
+
+def test_digits_mlp_beats_chance_after_a_few_generations(monkeypatch, capsys):
+    accuracy = run(
+        "digits_mlp.py",
+        ["--generations", "30", "--population", "128", "--batch-size", "64", "--print-every", "10"],
+        monkeypatch,
+    )
+    assert accuracy > 0.5  # 10 classes: chance is 0.1
+    out = capsys.readouterr().out
+    assert "generation   10:" in out
+    assert "final test accuracy" in out
+
+
+def test_digits_mlp_runs_on_jax(monkeypatch, capsys):
+    argv = ["--backend", "jax", "--generations", "3", "--population", "16", "--batch-size", "32"]
+    accuracy = run("digits_mlp.py", [*argv, "--print-every", "3"], monkeypatch)
+    assert 0.0 <= accuracy <= 1.0
+    assert "on jax" in capsys.readouterr().out
+
+
+def test_cartpole_return_improves_on_the_initial_policy(monkeypatch, capsys):
+    # The initial mean policy always pushes left: about 9.5 steps per episode.
+    mean_return = run(
+        "cartpole.py",
+        ["--generations", "6", "--population", "32", "--eval-episodes", "5", "--max-steps", "200", "--eval-every", "3"],
+        monkeypatch,
+    )
+    assert mean_return > 25.0
+    assert "final mean return" in capsys.readouterr().out
+
+
+def test_black_box_decreases_the_simulation_error(monkeypatch, capsys):
+    script = load("black_box.py")
+    true, starts = script["hidden_system"]()
+    zero = {"A": np.zeros_like(true["A"]), "b": np.zeros_like(true["b"])}
+    start_value = np.mean((script["simulate"](zero, starts) - script["simulate"](true, starts)) ** 2)
+    final = run("black_box.py", ["--generations", "60", "--population", "32", "--print-every", "20"], monkeypatch)
+    assert final < 0.5 * start_value
+    out = capsys.readouterr().out
+    assert "generation   20:" in out
+    assert "optimum 0" in out
+
+
+def test_cupy_gpu_script_runs_on_numpy(monkeypatch, capsys):
+    argv = ["--backend", "numpy", "--generations", "20", "--population", "128", "--hidden", "32"]
+    accuracy = run("cupy_gpu.py", [*argv, "--batch-size", "64", "--print-every", "10"], monkeypatch)
+    assert accuracy > 0.3
+    out = capsys.readouterr().out
+    assert "on numpy" in out
+    assert "final test accuracy" in out
+
+
+def test_cupy_gpu_script_says_what_is_missing_without_cupy_or_a_gpu(monkeypatch, capsys):
+    if cupy_with_a_device():
+        pytest.skip("CuPy and a CUDA device are available here, so --backend cupy runs")
+    with pytest.raises(SystemExit) as stop:
+        run("cupy_gpu.py", ["--backend", "cupy", "--generations", "1"], monkeypatch)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "cupy_gpu.py: error: --backend cupy needs" in err
+    assert "CuPy" in err or "CUDA device" in err
+    assert "--backend numpy" in err
+
+
+def test_outside_loop_learns_and_continues_bit_for_bit(monkeypatch, capsys):
+    script = load("outside_loop.py")
+    zero = {name: np.zeros(shape) for name, shape in script["SHAPES"].items()}
+    start_error = -script["make_worker"]()(script["flatten"](zero))
+    final = run("outside_loop.py", ["--generations", "12", "--population", "16", "--print-every", "4"], monkeypatch)
+    assert final < 0.8 * start_error
+    out = capsys.readouterr().out
+    assert "results arrived in the order" in out
+    assert "rebuilt from (seed, generation, index): bit-identical" in out
+    assert "continued from the checkpoint = uninterrupted run, bit for bit" in out
