@@ -176,9 +176,8 @@ def _new_config(args: argparse.Namespace, task: str) -> dict:
 
 
 def _resume_config(args: argparse.Namespace) -> dict:
-    changed = sorted(set(_given(args)) - RESUME_MAY_CHANGE)
-    if args.task is not None or args.out is not None:
-        changed = ["task" if args.task is not None else "out", *changed]
+    positional = [name for name in ("task", "out") if getattr(args, name) is not None]
+    changed = positional + sorted(set(_given(args)) - RESUME_MAY_CHANGE)
     if changed:
         raise ValueError(
             f"--resume continues a run with its own settings; drop {', '.join(changed)} "

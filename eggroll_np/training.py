@@ -173,7 +173,9 @@ def train(
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = _progress_bar(total, state.generation, show_bar)
     start, first = time.perf_counter(), state.generation
-    record = {}
+    record = {"generation": state.generation}
+    if state.generation >= total:  # nothing left to run: report the state as it is
+        record.update(task.evaluate(state.params))
     with metrics_path.open("a", encoding="utf-8") as log:
         for generation in range(state.generation, total):
             pop = es.ask(state)

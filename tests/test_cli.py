@@ -157,3 +157,13 @@ def test_resume_refuses_changed_settings_and_missing_runs(tmp_path, capsys):
 def test_python_dash_m_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "eggroll_np", "tasks"], capture_output=True, text=True, check=True)
     assert "digits:" in done.stdout and "cartpole:" in done.stdout and "rosenbrock:" in done.stdout
+
+
+def test_resuming_a_finished_run_reports_its_evaluation_and_changes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main(["train", "--generations", "2", "--out", str(run_dir), *TINY]) == 0
+    before = (run_dir / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    assert "test_accuracy 0." in capsys.readouterr().out
+    assert (run_dir / "checkpoint.npz").read_bytes() == before
