@@ -167,3 +167,14 @@ def test_resuming_a_finished_run_reports_its_evaluation_and_changes_nothing(tmp_
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
     assert "test_accuracy 0." in capsys.readouterr().out
     assert (run_dir / "checkpoint.npz").read_bytes() == before
+
+
+def test_the_progress_bar_shows_on_request_and_stays_off_when_not_on_a_terminal(tmp_path, capsys):
+    flags = [f for f in TINY if f != "--quiet"]
+    assert main(["train", "--generations", "2", "--out", str(tmp_path / "bar"), "--progress", *flags]) == 0
+    err = capsys.readouterr().err
+    assert "2/2" in err and "gen/s" in err and "test_accuracy" in err
+    assert main(["train", "--generations", "2", "--out", str(tmp_path / "plain"), *flags]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # pytest's stderr is not a terminal: no bar
+    assert "generation 2: fitness mean" in captured.out
