@@ -8,7 +8,8 @@ The strategy hands each optimizer the ES gradient g (an ascent direction) and ad
     step, opt_state = opt.update(grads, opt_state, generation, params)
 
 Learning rates are floats or schedules (callables of the generation, see `schedules`). Hyperparameters stay
-Python floats, so an update never reads anything back from the device.
+Python floats, so an update never reads anything back from the device. The pairs are partials of module
+functions, so an optimizer pickles (for process pools and Ray workers).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 from ._array_api import array_namespace
@@ -70,6 +72,22 @@ def _learning_rate(learning_rate: float | Schedule) -> Schedule:
     return as_schedule(learning_rate, "learning_rate")
 
 
+def _sgd_init(params: Params, momentum: float) -> SGDState:
+    return SGDState(velocity=_zeros_like(params) if momentum else {})
+
+
+def _sgd_update(grads: Params, state: SGDState, generation: int, params=None, *, lr, momentum, nesterov):
+    alpha = lr(generation)
+    if not momentum:
+        return {name: alpha * g for name, g in grads.items()}, state
+    velocity = {name: momentum * state.velocity[name] + g for name, g in grads.items()}
+    if nesterov:
+        step = {name: alpha * (g + momentum * velocity[name]) for name, g in grads.items()}
+    else:
+        step = {name: alpha * v for name, v in velocity.items()}
+    return step, SGDState(velocity=velocity)
+
+
 def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool = False) -> Optimizer:
     """SGD ascent. Without momentum: step = α·g. With momentum μ: v ← μ v + g, step = α·v, or with
     Nesterov step = α·(g + μ v)."""
@@ -77,22 +95,32 @@ def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool =
     _check_unit_interval("momentum", momentum)
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov=True needs momentum > 0")
+    return Optimizer(
+        partial(_sgd_init, momentum=momentum), partial(_sgd_update, lr=lr, momentum=momentum, nesterov=nesterov)
+    )
 
-    def init(params: Params) -> SGDState:
-        return SGDState(velocity=_zeros_like(params) if momentum else {})
 
-    def update(grads: Params, state: SGDState, generation: int, params: Params | None = None):
-        alpha = lr(generation)
-        if not momentum:
-            return {name: alpha * g for name, g in grads.items()}, state
-        velocity = {name: momentum * state.velocity[name] + g for name, g in grads.items()}
-        if nesterov:
-            step = {name: alpha * (g + momentum * velocity[name]) for name, g in grads.items()}
-        else:
-            step = {name: alpha * v for name, v in velocity.items()}
-        return step, SGDState(velocity=velocity)
+def _adam_init(params: Params) -> AdamState:
+    return AdamState(count=0, mu=_zeros_like(params), nu=_zeros_like(params))
 
-    return Optimizer(init, update)
+
+def _adam_update(grads: Params, state: AdamState, generation: int, params=None, *, lr, b1, b2, eps, weight_decay):
+    if weight_decay and params is None:
+        raise ValueError("adamw's update needs the current params for its weight decay")
+    count = state.count + 1
+    alpha = lr(generation)
+    mu_correction = 1.0 / (1.0 - b1**count)
+    nu_correction = 1.0 / (1.0 - b2**count)
+    mu, nu, step = {}, {}, {}
+    for name, g in grads.items():
+        xp = array_namespace(g)
+        mu[name] = b1 * state.mu[name] + (1.0 - b1) * g
+        nu[name] = b2 * state.nu[name] + (1.0 - b2) * (g * g)
+        direction = (mu[name] * mu_correction) / (xp.sqrt(nu[name] * nu_correction) + eps)
+        if weight_decay:
+            direction = direction - weight_decay * params[name]
+        step[name] = alpha * direction
+    return step, AdamState(count=count, mu=mu, nu=nu)
 
 
 def _adam(learning_rate, b1: float, b2: float, eps: float, weight_decay: float) -> Optimizer:
@@ -102,29 +130,8 @@ def _adam(learning_rate, b1: float, b2: float, eps: float, weight_decay: float) 
     _check_positive("eps", eps)
     if not (weight_decay >= 0 and math.isfinite(weight_decay)):
         raise ValueError(f"weight_decay={weight_decay!r} must be a non-negative finite number")
-
-    def init(params: Params) -> AdamState:
-        return AdamState(count=0, mu=_zeros_like(params), nu=_zeros_like(params))
-
-    def update(grads: Params, state: AdamState, generation: int, params: Params | None = None):
-        if weight_decay and params is None:
-            raise ValueError("adamw's update needs the current params for its weight decay")
-        count = state.count + 1
-        alpha = lr(generation)
-        mu_correction = 1.0 / (1.0 - b1**count)
-        nu_correction = 1.0 / (1.0 - b2**count)
-        mu, nu, step = {}, {}, {}
-        for name, g in grads.items():
-            xp = array_namespace(g)
-            mu[name] = b1 * state.mu[name] + (1.0 - b1) * g
-            nu[name] = b2 * state.nu[name] + (1.0 - b2) * (g * g)
-            direction = (mu[name] * mu_correction) / (xp.sqrt(nu[name] * nu_correction) + eps)
-            if weight_decay:
-                direction = direction - weight_decay * params[name]
-            step[name] = alpha * direction
-        return step, AdamState(count=count, mu=mu, nu=nu)
-
-    return Optimizer(init, update)
+    update = partial(_adam_update, lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    return Optimizer(_adam_init, update)
 
 
 def adam(learning_rate: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Optimizer:

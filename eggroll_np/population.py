@@ -22,7 +22,9 @@ class Population:
 
     Attributes: `params` (the mean θ), `sigma` (σ of this generation), `generation`, `epoch` (noise epoch),
     `rank`, `antithetic`, `plans` (per-leaf LeafPlan), `noise` (per non-frozen leaf: LowRankNoise with
-    A (D, m, r), B (D, n, r), or FullNoise with E (D, *shape)), and `len(pop)` = N.
+    A (D, m, r), B (D, n, r), or FullNoise with E (D, *shape)), `len(pop)` = N, and `offset`: 0, or the first
+    member's index for a slice asked with `EGGROLL.ask(state, members=range(...))` (its local index i is member
+    offset + i of the whole population).
     """
 
     __slots__ = (
@@ -31,6 +33,7 @@ class Population:
         "fingerprint",
         "generation",
         "noise",
+        "offset",
         "params",
         "plans",
         "rank",
@@ -47,6 +50,7 @@ class Population:
         plans: Mapping[str, LeafPlan],
         noise: Mapping,
         size: int,
+        offset: int = 0,
         sigma: float,
         rank: int,
         antithetic: bool,
@@ -59,6 +63,7 @@ class Population:
         self.plans = plans
         self.noise = noise
         self.size = size
+        self.offset = offset
         self.sigma = sigma
         self.rank = rank
         self.antithetic = antithetic
@@ -89,8 +94,9 @@ class Population:
         return sign_of(self._index(i), self.antithetic)
 
     def direction(self, i: int) -> int:
-        """k(i): the direction member i shares with its antithetic partner."""
-        return direction_of(self._index(i), self.antithetic)
+        """k(i): the direction member i shares with its antithetic partner (for a slice of the population,
+        i counts from the slice's first member and k is the direction's index in the whole population)."""
+        return direction_of(self.offset + self._index(i), self.antithetic)
 
     @property
     def _members(self) -> forward.Members:

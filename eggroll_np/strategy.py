@@ -159,16 +159,33 @@ class EGGROLL:
             raise ValueError("every leaf is frozen, so there is nothing to evolve; leave at least one leaf unfrozen")
         return EggrollState(params=dict(params), opt_state=self.optimizer.init(trainable), generation=0)
 
-    def ask(self, state: EggrollState) -> Population:
-        """The population of generation t: noise factors of every direction of every non-frozen leaf."""
+    def _member_range(self, members: range | None) -> range:
+        if members is None:
+            return range(self.population_size)
+        if not isinstance(members, range) or members.step != 1 or not 0 <= members.start < members.stop:
+            raise ValueError(f"members={members!r} must be a non-empty range with step 1")
+        if members.stop > self.population_size:
+            raise ValueError(f"members={members!r} reaches past the population of {self.population_size}")
+        if self.antithetic and (members.start % 2 or members.stop % 2):
+            raise ValueError(f"members={members!r} would split antithetic pairs; start and stop must be even")
+        return members
+
+    def ask(self, state: EggrollState, members: range | None = None) -> Population:
+        """The population of generation t: noise factors of every direction of every non-frozen leaf.
+
+        members: a range of member indices (even bounds with antithetic pairs) to rebuild only those
+        members, for example on a worker that evaluates a slice; its directions alone are drawn. Such a
+        slice is evaluated but not told: tell takes the whole population."""
         if not isinstance(state, EggrollState):
             raise TypeError(f"ask needs the EggrollState from init or tell, got {type(state).__name__}")
+        members = self._member_range(members)
         xp, dev = namespace_and_device(state.params)
         generation = state.generation
         sigma = self._sigma_at(generation)
         epoch = self.epoch(generation)
         plans = self._plans(state.params)
-        directions = range(self.n_directions)
+        per_direction = 2 if self.antithetic else 1
+        directions = range(members.start // per_direction, members.stop // per_direction)
         noise = {
             name: noise_mod.leaf_noise(
                 xp,
@@ -189,7 +206,8 @@ class EGGROLL:
             params=state.params,
             plans=plans,
             noise=noise,
-            size=self.population_size,
+            size=len(members),
+            offset=members.start,
             sigma=sigma,
             rank=self.rank,
             antithetic=self.antithetic,
@@ -207,6 +225,11 @@ class EGGROLL:
             raise ValueError(
                 "this population was asked from a strategy with other settings (population size, rank, "
                 "antithetic, noise reuse, noise or seed); tell it to the strategy that asked for it"
+            )
+        if len(pop) != self.population_size:
+            raise ValueError(
+                f"this population holds members [{pop.offset}, {pop.offset + len(pop)}) only; tell needs the fitness "
+                f"of all {self.population_size} members, from a population asked without `members`"
             )
         if pop.generation != state.generation:
             raise ValueError(

@@ -1,0 +1,107 @@
+"""What every evaluator shares: splitting the population into member ranges, evaluating one range from
+(strategy, params, generation) alone, and reporting a failing member with its traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+from collections.abc import Callable
+
+import numpy as np
+
+from .._array_api import to_numpy
+from ..strategy import EGGROLL, EggrollState
+
+__all__ = ["KINDS", "Evaluator", "FitnessError", "evaluate_members", "params_fingerprint", "split_members"]
+
+KINDS = ("member", "slice")
+
+
+class FitnessError(RuntimeError):
+    """The user's fitness function raised: `member` is the index of the member being evaluated (the first of
+    the slice for kind="slice"), `details` the original traceback, formatted where it happened."""
+
+    def __init__(self, member: int, generation: int, details: str):
+        self.member, self.generation, self.details = member, generation, details
+        super().__init__(
+            f"the fitness function raised on member {member} of generation {generation}; its traceback:\n{details}"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.member, self.generation, self.details))
+
+
+class Evaluator:
+    """The interface every evaluator shares: `evaluator(state)` → the raw fitness (N,) of the population of
+    generation state.generation as float64 NumPy, in member order; `close()` releases workers (also on
+    leaving a `with` block). The caller then tells that fitness: `es.tell(state, es.ask(state), fitness)`."""
+
+    def __call__(self, state: EggrollState) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the evaluator's workers (nothing to release by default)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def split_members(population_size: int, parts: int, antithetic: bool) -> list[range]:
+    """The members 0..N−1 as at most `parts` consecutive ranges of nearly equal size, never splitting an
+    antithetic pair."""
+    unit = 2 if antithetic else 1
+    units = population_size // unit
+    parts = max(1, min(parts, units))
+    bounds = [unit * (units * p // parts) for p in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def evaluate_members(es: EGGROLL, state: EggrollState, members: range, fitness: Callable, kind: str) -> np.ndarray:
+    """Raw fitness of `members` of generation state.generation, rebuilt from the params and the counter RNG,
+    as float64 NumPy. kind "member": fitness(params of one member) → number; kind "slice": fitness(the
+    Population of these members) → (len(members),) array of any library."""
+    pop = es.ask(state, members=members)
+    if kind == "slice":
+        try:
+            values = fitness(pop)
+        except Exception:
+            raise FitnessError(members.start, state.generation, traceback.format_exc()) from None
+        values = np.asarray(to_numpy(values), dtype=np.float64)
+        if values.shape != (len(members),):
+            raise ValueError(
+                f"a slice fitness function must return {len(members)} values for members [{members.start}, "
+                f"{members.stop}), got shape {values.shape}"
+            )
+        return values
+    values = np.empty(len(members), dtype=np.float64)
+    for i in range(len(members)):
+        try:
+            values[i] = float(fitness(pop.member(i)))
+        except Exception:
+            raise FitnessError(members.start + i, state.generation, traceback.format_exc()) from None
+    return values
+
+
+def params_fingerprint(params: dict) -> str:
+    """SHA-256 over every leaf's name, dtype, shape and bytes: replicas compare it with the driver's."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        host = np.ascontiguousarray(to_numpy(params[name]))
+        digest.update(f"{name}|{host.dtype.str}|{host.shape}|".encode())
+        digest.update(host.tobytes())
+    return digest.hexdigest()
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; use 'member' (fitness of one member's params) or 'slice' (of a Population)")
+    return kind

@@ -1,0 +1,64 @@
+"""A process pool on one machine (concurrent.futures): for fitness functions in plain Python that need
+several cores. Each worker process receives the strategy and the fitness function once; each generation
+it receives the mean params (NumPy) and a member range, rebuilds those members' noise from the counter RNG,
+and returns their fitness. (Unlike the Ray evaluator, the params travel every generation: on one machine
+that costs a memory copy, not a network transfer.)"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from .._array_api import to_numpy
+from ..strategy import EGGROLL, EggrollState
+from .common import Evaluator, available_cores, check_kind, evaluate_members, split_members
+
+__all__ = ["ProcessPoolEvaluator"]
+
+_WORKER: dict = {}
+
+
+def _start_worker(payload: bytes) -> None:
+    _WORKER["es"], _WORKER["fitness"], _WORKER["kind"] = pickle.loads(payload)
+
+
+def _evaluate_part(params: dict, generation: int, members: range) -> np.ndarray:
+    state = EggrollState(params=params, opt_state=None, generation=generation)
+    return evaluate_members(_WORKER["es"], state, members, _WORKER["fitness"], _WORKER["kind"])
+
+
+class ProcessPoolEvaluator(Evaluator):
+    """Evaluates the population in `workers` processes (default: one per core), one member range each.
+
+    The strategy and the fitness function must pickle (module-level functions, the package's own schedules
+    and optimizers); processes start with the "spawn" method, safe beside threads."""
+
+    def __init__(self, es: EGGROLL, fitness: Callable, kind: str = "member", workers: int | None = None):
+        self.es, self.kind = es, check_kind(kind)
+        self.workers = workers or available_cores()
+        try:
+            payload = pickle.dumps((es, fitness, self.kind))
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise TypeError(
+                f"the strategy or the fitness function cannot be sent to worker processes ({exc}); define the "
+                "fitness function and any custom schedule or shaping at module level, or use LocalEvaluator"
+            ) from None
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(payload,),
+        )
+
+    def __call__(self, state: EggrollState) -> np.ndarray:
+        params = {name: to_numpy(value) for name, value in state.params.items()}
+        parts = split_members(self.es.population_size, self.workers, self.es.antithetic)
+        futures = [self._executor.submit(_evaluate_part, params, state.generation, part) for part in parts]
+        return np.concatenate([future.result() for future in futures])
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
