@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import traceback
 from collections.abc import Callable
@@ -33,12 +34,31 @@ class FitnessError(RuntimeError):
 
 
 class Evaluator:
-    """The interface every evaluator shares: `evaluator(state)` → the raw fitness (N,) of the population of
-    generation state.generation as float64 NumPy, in member order; `close()` releases workers (also on
-    leaving a `with` block). The caller then tells that fitness: `es.tell(state, es.ask(state), fitness)`."""
+    """The interface every evaluator shares, built from (es, fitness, kind):
+
+    - `evaluator(state)` → the raw fitness (N,) of generation state.generation's population, float64 NumPy
+      in member order;
+    - `evaluator.step(state)` → (next state, info, fitness): evaluate, then `es.tell` on the driver;
+    - `close()` releases the workers (also on leaving a `with` block).
+
+    kind "member": fitness(params of one member: a dict of arrays) → number. kind "slice": fitness(a
+    Population of consecutive members) → one value per member, any array library."""
+
+    def __init__(self, es: EGGROLL, fitness: Callable, kind: str = "member"):
+        if not isinstance(es, EGGROLL):
+            raise TypeError(f"an evaluator needs the EGGROLL strategy, got {type(es).__name__}")
+        if not callable(fitness):
+            raise TypeError(f"fitness must be callable, got {type(fitness).__name__}")
+        self.es, self.fitness, self.kind = es, fitness, check_kind(kind)
 
     def __call__(self, state: EggrollState) -> np.ndarray:
         raise NotImplementedError
+
+    def step(self, state: EggrollState) -> tuple[EggrollState, dict, np.ndarray]:
+        """One generation: F = evaluator(state); (state', info) = es.tell(state, es.ask(state), F)."""
+        fitness = self(state)
+        next_state, info = self.es.tell(state, self.es.ask(state), fitness)
+        return next_state, info, fitness
 
     def close(self) -> None:
         """Release the evaluator's workers (nothing to release by default)."""
@@ -57,7 +77,7 @@ def split_members(population_size: int, parts: int, antithetic: bool) -> list[ra
     units = population_size // unit
     parts = max(1, min(parts, units))
     bounds = [unit * (units * p // parts) for p in range(parts + 1)]
-    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def evaluate_members(es: EGGROLL, state: EggrollState, members: range, fitness: Callable, kind: str) -> np.ndarray:
@@ -105,3 +125,23 @@ def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r}; use 'member' (fitness of one member's params) or 'slice' (of a Population)")
     return kind
+
+
+def check_workers(workers: int | None) -> int | None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers={workers!r}; give a positive number of worker processes, or None for the default")
+    return workers
+
+
+def host_tree(tree):
+    """The same tree (dicts, tuples, NamedTuples, lists) with every array copied to host NumPy: what travels
+    to worker processes, whatever library the driver computes with."""
+    if isinstance(tree, dict):
+        return {key: host_tree(value) for key, value in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return type(tree)(*(host_tree(value) for value in tree))
+    if isinstance(tree, tuple | list):
+        return type(tree)(host_tree(value) for value in tree)
+    if isinstance(tree, np.ndarray) or hasattr(tree, "__array_namespace__"):
+        return to_numpy(tree)
+    return tree

@@ -10,12 +10,12 @@ import multiprocessing
 import pickle
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from .._array_api import to_numpy
 from ..strategy import EGGROLL, EggrollState
-from .common import Evaluator, available_cores, check_kind, evaluate_members, split_members
+from .common import Evaluator, available_cores, check_workers, evaluate_members, host_tree, split_members
 
 __all__ = ["ProcessPoolEvaluator"]
 
@@ -38,8 +38,8 @@ class ProcessPoolEvaluator(Evaluator):
     and optimizers); processes start with the "spawn" method, safe beside threads."""
 
     def __init__(self, es: EGGROLL, fitness: Callable, kind: str = "member", workers: int | None = None):
-        self.es, self.kind = es, check_kind(kind)
-        self.workers = workers or available_cores()
+        super().__init__(es, fitness, kind)
+        self.workers = check_workers(workers) or available_cores()
         try:
             payload = pickle.dumps((es, fitness, self.kind))
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
@@ -55,10 +55,17 @@ class ProcessPoolEvaluator(Evaluator):
         )
 
     def __call__(self, state: EggrollState) -> np.ndarray:
-        params = {name: to_numpy(value) for name, value in state.params.items()}
+        params = host_tree(state.params)
         parts = split_members(self.es.population_size, self.workers, self.es.antithetic)
-        futures = [self._executor.submit(_evaluate_part, params, state.generation, part) for part in parts]
-        return np.concatenate([future.result() for future in futures])
+        try:
+            futures = [self._executor.submit(_evaluate_part, params, state.generation, part) for part in parts]
+            return np.concatenate([future.result() for future in futures])
+        except BrokenProcessPool:
+            raise RuntimeError(
+                "a worker process of the pool died (crashed, killed, or out of memory); the pool cannot be "
+                "used again. If this runs from a script, guard its top-level code with "
+                "`if __name__ == '__main__':` (worker processes are spawned and re-import the script)"
+            ) from None
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
