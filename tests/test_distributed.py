@@ -287,11 +287,17 @@ def test_ray_says_when_workers_cannot_import_the_fitness(ray_instance, tmp_path,
     (tmp_path / "private_fitness.py").write_text("def fitness(params):\n    return 0.0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     module = importlib.import_module("private_fitness")
-    es, state = make_strategy()
-    with RayEvaluator(es, module.fitness, workers=2) as evaluator:
-        with pytest.raises(RuntimeError, match=r"(?s)could not start its replica.*No module named .private_fitness."):
-            evaluator(state)
+    es, _ = make_strategy()
+    with pytest.raises(RuntimeError, match=r"(?s)could not start its replica.*No module named .private_fitness."):
+        RayEvaluator(es, module.fitness, workers=2)
     sys.modules.pop("private_fitness")
+
+
+@pytest.mark.ray
+def test_ray_says_when_the_cluster_cannot_place_the_replicas(ray_instance):
+    es, _ = make_strategy()
+    with pytest.raises(RuntimeError, match=r"only 0 of 1 Ray replicas started within 2 s.*fewer workers"):
+        RayEvaluator(es, quadratic, workers=1, cpus_per_worker=3, start_timeout=2)
 
 
 def test_ray_evaluator_rejects_bad_settings():

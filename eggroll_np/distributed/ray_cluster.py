@@ -58,6 +58,9 @@ class _Replica:
     def load(self, state: EggrollState) -> None:
         self.state = state
 
+    def ready(self) -> bool:
+        return True
+
     def evaluate(self, generation: int, told_fitness, members: range, want_fingerprint: bool):
         """Tell the previous generation's fitness if given, then evaluate `members` of generation t."""
         if told_fitness is not None:
@@ -77,6 +80,15 @@ class _Holding(NamedTuple):
     told: np.ndarray | None
 
 
+def _start_failure(error) -> str:
+    return (
+        "a Ray worker could not start its replica: the strategy or the fitness function failed to arrive there "
+        "(a fitness function defined in a module the workers cannot import? install it on every node, or pass "
+        "init_options={'runtime_env': {'py_modules': [...]}} or a PYTHONPATH in runtime_env['env_vars']); "
+        f"Ray said:\n{error}"
+    )
+
+
 def _payload_bytes(*objects) -> int:
     return sum(len(pickle.dumps(obj, protocol=5)) for obj in objects)
 
@@ -94,6 +106,8 @@ class RayEvaluator(Evaluator):
     check_every: every this many generations each replica also returns the SHA-256 of its params; one that
     differs from the driver's is reloaded and its members re-evaluated.
     max_restarts: replicas replaced per call before a worker failure is raised to the caller.
+    start_timeout: seconds to wait for the replicas to be placed and started before giving up with an error
+    (a cluster without enough free CPUs would otherwise wait forever).
     actor_options: extra `ray.remote` options for the replicas (for example {"num_gpus": 1}).
     init_options: extra `ray.init` arguments when this evaluator starts or connects to Ray.
 
@@ -112,6 +126,7 @@ class RayEvaluator(Evaluator):
         cpus_per_worker: float = 1,
         check_every: int = 10,
         max_restarts: int = 3,
+        start_timeout: float = 120.0,
         actor_options: dict | None = None,
         init_options: dict | None = None,
     ):
@@ -136,10 +151,29 @@ class RayEvaluator(Evaluator):
         options = {"num_cpus": cpus_per_worker, **(actor_options or {})}
         self._actor_class = ray.remote(**options)(_Replica)
         self._actors = [self._new_actor() for _ in range(workers)]
+        self._wait_until_started(start_timeout, options)
         self._holding: list[_Holding | None] = [None] * workers
         self._per_generation: list[int] = []
         self._state_loads: list[int] = []
         self._loads = self._restarts = self._mismatches = 0
+
+    def _wait_until_started(self, timeout: float, options: dict) -> None:
+        ray = self._ray
+        pending = [actor.ready.remote() for actor in self._actors]
+        ready, not_ready = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        if not_ready:
+            free = ray.available_resources()
+            self.close()
+            raise RuntimeError(
+                f"only {len(ready)} of {len(pending)} Ray replicas started within {timeout:g} s; each asks for "
+                f"{options} and the cluster has {free} free. Ask for fewer workers or smaller cpus_per_worker, "
+                "close other evaluators, or add nodes"
+            )
+        try:
+            ray.get(ready)
+        except ray.exceptions.RayActorError as error:
+            self.close()
+            raise RuntimeError(_start_failure(error)) from None
 
     def _new_actor(self):
         return self._actor_class.remote(self.es, self.fitness, self.kind)
@@ -192,12 +226,7 @@ class RayEvaluator(Evaluator):
                 raise
             except ray.exceptions.RayActorError as error:
                 if error.actor_init_failed:
-                    raise RuntimeError(
-                        "a Ray worker could not start its replica: the strategy or the fitness function failed "
-                        "to arrive there (a fitness function defined in a module the workers cannot import? "
-                        "install it on every node, or pass init_options={'runtime_env': {'py_modules': [...]}} "
-                        f"or a PYTHONPATH in runtime_env['env_vars']); Ray said:\n{error}"
-                    ) from None
+                    raise RuntimeError(_start_failure(error)) from None
                 restarts += 1
                 if restarts > self.max_restarts:
                     raise RuntimeError(
