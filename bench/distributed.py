@@ -23,8 +23,8 @@ are expected to be flat in the parameter count, and about (replicas + 1) · 8 ·
 
 Run it from the repository root (progress to stderr, tables to stdout):
 
-    .venv/bin/python bench/distributed.py             # about 2 minutes on 2 cores
-    .venv/bin/python bench/distributed.py --quick     # a smoke run, about 30 s (most of it Ray's start)
+    .venv/bin/python bench/distributed.py             # under a minute on 2 cores
+    .venv/bin/python bench/distributed.py --quick     # a smoke run, about 10 s (most of it Ray's start)
 """
 
 from __future__ import annotations
@@ -132,14 +132,14 @@ def traffic(args) -> None:
     print(f"\n(replicas + 1) · 8 · N = {3 * 8 * args.population:,} B of float64 fitness; the rest is the envelope")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--steps", type=int, default=STEPS, help="rollout length (CPU cost per member)")
     parser.add_argument("--generations", type=int, default=5, help="generations per timed sample")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.sides = [31, 100, 316, 1000]
     if args.quick:
         args.population, args.steps, args.generations, args.repeats, args.sides = 16, 50, 2, 2, [31, 100]

@@ -2,6 +2,7 @@
 
 import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,3 +50,12 @@ def test_forward_benchmark_runs_in_quick_mode_and_checks_its_results(capsys):
     rows = _run_script(ROOT / "bench" / "forward.py", ["--quick", "--repeats", "1"])
     assert rows
     assert "ratio excl" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+def test_distributed_benchmark_runs_in_quick_mode_and_checks_its_results():
+    # A process of its own: the pool's spawned workers import the script's fitness function by name.
+    script = ROOT / "bench" / "distributed.py"
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "final params equal in all rows" in done.stdout and "per generation B" in done.stdout
