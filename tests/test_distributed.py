@@ -8,6 +8,7 @@ import importlib
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -27,7 +28,11 @@ def ray_instance():
 
     # Workers import this module's fitness functions by name: give them the tests folder on their path.
     tests = str(Path(__file__).parent)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    with warnings.catch_warnings():  # JAX's fork warning: Ray forks and execs at once (see ray_cluster.py)
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}}
+        )
     yield
     ray.shutdown()
 

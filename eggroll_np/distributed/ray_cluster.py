@@ -16,6 +16,7 @@ checkpoint, an edited state). `traffic` counts both kinds of bytes.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -143,7 +144,11 @@ class RayEvaluator(Evaluator):
         self._ray = ray
         self._started_ray = False
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, **(init_options or {}))
+            with warnings.catch_warnings():
+                # Ray starts its processes by fork + exec (subprocess with preexec_fn); JAX, if imported,
+                # warns at every fork of a deadlock that a child which execs at once cannot meet.
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                ray.init(address=address, include_dashboard=False, **(init_options or {}))
             self._started_ray = address is None
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
