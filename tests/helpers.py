@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import array_api_strict
 import numpy as np
 import pytest
 
+from eggroll_np import random
 from eggroll_np._array_api import to_numpy
 
 
@@ -82,3 +84,15 @@ def ulp_distance(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
     finfo = np.finfo(dtype)
     scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), finfo.tiny)
     return np.abs(a - b) / np.spacing(scale.astype(dtype)).astype(np.float64)
+
+
+def exact_normals(stream, directions: range, n: int, dtype) -> np.ndarray:
+    """The Box–Muller normals of a stream evaluated in float64 on its (bit-identical) uniforms: the exact
+    values that every backend's normals approximate. Consecutive uniforms (u₁, u₂) give
+    √(−2 ln u₁)·(cos a, sin a) with a = 2π·u₂ rounded to `dtype` as the draws compute it."""
+    uniforms = np_of(random.uniform(np, stream, directions, n + n % 2, dtype=dtype, dev="cpu"))
+    radius = np.sqrt(-2.0 * np.log(uniforms[:, 0::2]))
+    angle = (dtype(2.0 * math.pi) * uniforms[:, 1::2].astype(dtype)).astype(np.float64)
+    z = np.empty_like(uniforms)
+    z[:, 0::2], z[:, 1::2] = radius * np.cos(angle), radius * np.sin(angle)
+    return z[:, :n]
