@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -35,6 +36,20 @@ class Backend(NamedTuple):
         return self.xp.asarray(host, dtype=dtype, device=self.device)
 
 
+@functools.cache
+def cuda_unavailable() -> str | None:
+    """Why the `gpu` tests cannot run here (CuPy missing, or no CUDA device), or None where they can."""
+    try:
+        import cupy
+    except ImportError as exc:
+        return f"CuPy cannot be imported ({exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy raises its own CUDA errors where no driver exists
+        return f"CuPy finds no CUDA device ({exc})"
+    return None if count > 0 else "CuPy finds no CUDA device"
+
+
 def _make_backend(name: str) -> Backend:
     if name == "numpy":
         import array_api_compat.numpy as xp
@@ -50,20 +65,19 @@ def _make_backend(name: str) -> Backend:
 
         return Backend(name, jnp, jax.devices("cpu")[0])
     if name == "cupy":
-        cupy = pytest.importorskip("cupy")
-        try:
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                pytest.skip("no CUDA device")
-        except Exception as exc:  # CuPy raises its own CUDA errors where no driver exists
-            pytest.skip(f"no CUDA device: {exc}")
+        reason = cuda_unavailable()
+        if reason:
+            pytest.skip(reason)
         import array_api_compat.cupy as xp
+        import cupy
 
         return Backend(name, xp, cupy.cuda.Device(0))
     raise ValueError(name)
 
 
 BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax"]
-ALL_BACKENDS = [*BACKEND_NAMES, pytest.param("cupy", marks=pytest.mark.gpu)]
+CUPY = pytest.param("cupy", marks=pytest.mark.gpu)
+ALL_BACKENDS = [*BACKEND_NAMES, CUPY]
 _CACHE: dict[str, Backend] = {}
 
 

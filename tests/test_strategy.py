@@ -6,11 +6,11 @@ import math
 import array_api_strict
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 
 import eggroll_np as egg
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
 
 def _params(backend, dtype=None):
