@@ -124,6 +124,11 @@ class Report:
             self.log_file.write(message + "\n")
             self.log_file.flush()
 
+    def close(self) -> None:
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
     def table(self, name: str, header: tuple[str, ...]) -> None:
         self.headers[name] = header
         self.sections.setdefault(name, [])
@@ -639,6 +644,7 @@ def main(argv: list[str] | None = None) -> Report:
     if out:
         (out / "gpu_check.md").write_text(text + "\n", encoding="utf-8")
     report.log("\n" + text)
+    report.close()
     return report
 
 
