@@ -447,6 +447,9 @@ def paper_part(device: Device, sizes: Sizes, report: Report, naive: bool) -> Non
             continue
         layer = Layer(device, sizes, dtype_name, dtype)
         error = layer.check()
+        produced = layer.perturbed().dtype
+        if produced != layer.x.dtype:
+            report.notes.append(f"{dtype_name}: the perturbed forward returns {produced}, not {layer.x.dtype}")
         tasks = {"plain": layer.plain, "perturbed": layer.perturbed, "ask+fwd": layer.ask_forward, "noise": layer.noise}
         times = interleaved(device, tasks, sizes.repeats, sizes.min_time)
         med = {name: statistics.median(values) for name, values in times.items()}
