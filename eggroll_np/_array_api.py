@@ -78,8 +78,12 @@ def index_dtype(xp, dev):
 
 
 def is_floating_dtype(xp, dtype) -> bool:
-    """Whether `dtype` is a real floating-point dtype of `xp`."""
-    return xp.isdtype(dtype, "real floating")
+    """Whether `dtype` is a real floating-point dtype of `xp`; a dtype the namespace does not know (ml_dtypes'
+    bfloat16 on NumPy or CuPy) is not."""
+    try:
+        return xp.isdtype(dtype, "real floating")
+    except TypeError:
+        return False
 
 
 def namespace_and_device(arrays: dict[str, Array]):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._array_api import has_dtype, is_jax_namespace, is_numpy_namespace
+from ._array_api import has_dtype, is_cupy_namespace, is_jax_namespace, is_numpy_namespace
 
 __all__ = [
     "PHILOX_M0",
@@ -251,14 +251,19 @@ def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *
 
 def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
     """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher'): NumPy takes its chunked in-place path,
-    JAX one compiled kernel per shape, every other namespace the portable path."""
+    CuPy one fused CUDA kernel, JAX two compiled kernels per shape, every other namespace the portable path."""
     _check_kind(kind)
-    _lanes_per_block(xp, kind, dtype)
+    lanes = _lanes_per_block(xp, kind, dtype)
     if is_numpy_namespace(xp):
         _check_directions(directions)
         from ._random_numpy import draw_numpy
 
-        return draw_numpy(kind, stream, directions, n, _lanes_per_block(xp, kind, dtype), dtype)
+        return draw_numpy(kind, stream, directions, n, lanes, dtype)
+    if is_cupy_namespace(xp):
+        _check_directions(directions)
+        from ._random_cupy import draw_cupy
+
+        return draw_cupy(kind, stream, directions, n, lanes, dtype, dev)
     if is_jax_namespace(xp):
         from ._random_jax import draw_jax
 

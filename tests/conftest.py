@@ -5,13 +5,14 @@
   shapes, no extensions) on its default device.
 - strict_no_x64: the same on the `no_x64` device: no uint64 or float64, so the 16-bit-split Philox path.
 - jax: JAX on the CPU, without x64 (its default).
-- cupy: under the `gpu` marker, skipped where CuPy or a CUDA device is missing.
+- cupy: under the `gpu` marker; every test with that marker skips itself where CuPy or a CUDA device is
+  missing (`pytest -m gpu` runs them alone).
 """
 
 import array_api_strict
 import hypothesis
 import pytest
-from helpers import ALL_BACKENDS, get_backend
+from helpers import ALL_BACKENDS, cuda_unavailable, get_backend
 
 array_api_strict.set_array_api_strict_flags(
     api_version="2023.12", boolean_indexing=False, data_dependent_shapes=False, enabled_extensions=()
@@ -24,3 +25,10 @@ hypothesis.settings.load_profile("repo")
 @pytest.fixture(params=ALL_BACKENDS)
 def backend(request):
     return get_backend(request.param)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None:
+        reason = cuda_unavailable()
+        if reason:
+            pytest.skip(reason)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import warnings
 from typing import Any, NamedTuple
 
 import array_api_strict
 import numpy as np
 import pytest
 
+from eggroll_np import random
 from eggroll_np._array_api import to_numpy
 
 
@@ -33,6 +37,22 @@ class Backend(NamedTuple):
         return self.xp.asarray(host, dtype=dtype, device=self.device)
 
 
+@functools.cache
+def cuda_unavailable() -> str | None:
+    """Why the `gpu` tests cannot run here (CuPy missing, or no CUDA device), or None where they can."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # a warning CuPy itself gives on import is no failure of ours
+            import cupy
+    except ImportError as exc:
+        return f"CuPy cannot be imported ({exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CuPy raises its own CUDA errors where no driver exists
+        return f"CuPy finds no CUDA device ({exc})"
+    return None if count > 0 else "CuPy finds no CUDA device"
+
+
 def _make_backend(name: str) -> Backend:
     if name == "numpy":
         import array_api_compat.numpy as xp
@@ -48,20 +68,19 @@ def _make_backend(name: str) -> Backend:
 
         return Backend(name, jnp, jax.devices("cpu")[0])
     if name == "cupy":
-        cupy = pytest.importorskip("cupy")
-        try:
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                pytest.skip("no CUDA device")
-        except Exception as exc:  # CuPy raises its own CUDA errors where no driver exists
-            pytest.skip(f"no CUDA device: {exc}")
+        reason = cuda_unavailable()
+        if reason:
+            pytest.skip(reason)
         import array_api_compat.cupy as xp
+        import cupy
 
         return Backend(name, xp, cupy.cuda.Device(0))
     raise ValueError(name)
 
 
 BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax"]
-ALL_BACKENDS = [*BACKEND_NAMES, pytest.param("cupy", marks=pytest.mark.gpu)]
+CUPY = pytest.param("cupy", marks=pytest.mark.gpu)
+ALL_BACKENDS = [*BACKEND_NAMES, CUPY]
 _CACHE: dict[str, Backend] = {}
 
 
@@ -82,3 +101,15 @@ def ulp_distance(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
     finfo = np.finfo(dtype)
     scale = np.maximum(np.maximum(np.abs(a), np.abs(b)), finfo.tiny)
     return np.abs(a - b) / np.spacing(scale.astype(dtype)).astype(np.float64)
+
+
+def exact_normals(stream, directions: range, n: int, dtype) -> np.ndarray:
+    """The Box–Muller normals of a stream evaluated in float64 on its (bit-identical) uniforms: the exact
+    values that every backend's normals approximate. Consecutive uniforms (u₁, u₂) give
+    √(−2 ln u₁)·(cos a, sin a) with a = 2π·u₂ rounded to `dtype` as the draws compute it."""
+    uniforms = np_of(random.uniform(np, stream, directions, n + n % 2, dtype=dtype, dev="cpu"))
+    radius = np.sqrt(-2.0 * np.log(uniforms[:, 0::2]))
+    angle = (dtype(2.0 * math.pi) * uniforms[:, 1::2].astype(dtype)).astype(np.float64)
+    z = np.empty_like(uniforms)
+    z[:, 0::2], z[:, 1::2] = radius * np.cos(angle), radius * np.sin(angle)
+    return z[:, :n]

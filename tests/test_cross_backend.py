@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import BACKEND_NAMES, CUPY, get_backend, np_of
 
 import eggroll_np as egg
 
@@ -39,16 +39,22 @@ def _run(backend, dtype_name):
     return {k: np_of(v) for k, v in state.params.items()}
 
 
-@pytest.mark.parametrize("name", [n for n in BACKEND_NAMES if n != "numpy"])
+# How far a backend's normals may lie from NumPy's: 4 ulp for the CPU backends (DESIGN §2), 16 for CuPy
+# (CUDA's normals within 7 ulp of the exact Box–Muller values, NumPy's within 8.5; see tests/test_cupy.py).
+NOISE_ULP = {"cupy": 16}
+
+
+@pytest.mark.parametrize("name", [*(n for n in BACKEND_NAMES if n != "numpy"), CUPY])
 def test_a_ten_generation_float32_run_ends_at_the_same_params_on_every_backend(name):
-    """Backends may differ in the last bits of log/sin/cos (normals agree to 4 ulp) and in summation order.
-    Per generation that is a relative error of at most (N + r + 4 + 8)·u in the gradient (N = 16 members
-    summed, rank-r products, 4 ulp of noise, a few roundings in shaping and the step), u = 2⁻²⁴. With SGD on
-    a quadratic these errors add up over the generations instead of being amplified, so after T = 10
-    generations two backends agree to T·(N + r + 12)·u ≈ 1.8e-5 of the largest parameter."""
+    """Backends may differ in the last bits of log/sin/cos (normals agree to E ulp, `NOISE_ULP`) and in
+    summation order. Per generation that is a relative error of at most (N + r + E + 8)·u in the gradient
+    (N = 16 members summed, rank-r products, E ulp of noise, a few roundings in shaping and the step),
+    u = 2⁻²⁴. With SGD on a quadratic these errors add up over the generations instead of being amplified,
+    so after T = 10 generations two backends agree to T·(N + r + E + 8)·u of the largest parameter (1.8e-5
+    with E = 4)."""
     reference = _run(get_backend("numpy"), "float32")
     got = _run(get_backend(name), "float32")
-    tolerance = GENERATIONS * (16 + 2 + 12) * 2.0**-24
+    tolerance = GENERATIONS * (16 + 2 + NOISE_ULP.get(name, 4) + 8) * 2.0**-24
     for leaf, value in reference.items():
         assert np.abs(got[leaf] - value).max() <= tolerance * np.abs(value).max(), leaf
 

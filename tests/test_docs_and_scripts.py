@@ -59,3 +59,23 @@ def test_distributed_benchmark_runs_in_quick_mode_and_checks_its_results():
     done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "final params equal in all rows" in done.stdout and "per generation B" in done.stdout
+
+
+def test_gpu_check_runs_on_the_cpu_path_and_writes_its_table(tmp_path, monkeypatch, capsys):
+    """The device check's own code, at tiny sizes through NumPy: every part runs (the gpu tests skip here)."""
+    monkeypatch.setenv("OUT", str(tmp_path))
+    report = _run_script(ROOT / "bench" / "gpu_check.py", ["--backend", "numpy", "--small"])
+    assert not [note for note in report.notes if "FAILED" in note or "skipped" in note]
+    table = (tmp_path / "gpu_check.md").read_text()
+    for section in (
+        "## goals",
+        "## noise: NumPy vs the backend",
+        "## paper benchmark",
+        "## naive full-rank ES",
+        "## digits task",
+        "## tests: pytest -m gpu",
+    ):
+        assert section in table, section
+    assert "| 0 | - | - |" in table  # uniforms and signs: no element differs
+    assert (tmp_path / "gpu_pytest.log").exists() and (tmp_path / "gpu_check.log").exists()
+    assert capsys.readouterr().out.rstrip().endswith(table.rstrip().splitlines()[-1])

@@ -92,6 +92,16 @@ def test_cupy_gpu_script_runs_on_numpy(monkeypatch, capsys):
     assert "final test accuracy" in out
 
 
+@pytest.mark.gpu
+def test_cupy_gpu_script_runs_on_the_gpu(monkeypatch, capsys):
+    argv = ["--backend", "cupy", "--generations", "20", "--population", "128", "--hidden", "32"]
+    accuracy = run("cupy_gpu.py", [*argv, "--batch-size", "64", "--print-every", "10"], monkeypatch)
+    assert accuracy > 0.3
+    out = capsys.readouterr().out
+    assert "on cupy" in out and "CUPY_TF32=" in out
+    assert "final test accuracy" in out
+
+
 def test_cupy_gpu_script_says_what_is_missing_without_cupy_or_a_gpu(monkeypatch, capsys):
     if cupy_with_a_device():
         pytest.skip("CuPy and a CUDA device are available here, so --backend cupy runs")

@@ -5,14 +5,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import forward
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
 
 def _population(backend, shapes, *, population_size, rank, sigma=0.3, seed=0, antithetic=True, policy=None, dtype=None):

@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, CUPY, get_backend, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np.gradient import direction_weights, es_gradient
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
 
 def _ask(backend, shapes, *, population_size, rank, sigma, seed, antithetic=True, dtype=None, params=None):
@@ -91,7 +91,7 @@ def test_stacked_gemm_gradient_equals_the_per_member_sum(
         assert (np.abs(got - reference) <= 2 * terms * u * abs_terms + 1e-300).all()
 
 
-@pytest.mark.parametrize("name", ["numpy", "strict"])
+@pytest.mark.parametrize("name", ["numpy", "strict", CUPY])
 @given(
     m=st.integers(1, 40),
     n=st.integers(1, 40),

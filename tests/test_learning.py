@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 
 import eggroll_np as egg
 
@@ -24,7 +24,7 @@ def _perturbations(pop, name):
     return pop.sigma * eps
 
 
-@pytest.mark.parametrize("name", BACKEND_NAMES)
+@pytest.mark.parametrize("name", ALL_BACKENDS)
 @pytest.mark.parametrize("shaping", ["raw", "centered_rank"])
 def test_gradient_of_a_linear_fitness_has_cosine_above_0_9_with_its_coefficients(name, shaping):
     """F(θ) = ⟨c, θ⟩ over a 12×12 low-rank leaf and a 16-vector. With raw shaping E g = c, and the

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import ALL_BACKENDS, BACKEND_NAMES, get_backend, np_of, ulp_distance
+from helpers import ALL_BACKENDS, BACKEND_NAMES, CUPY, get_backend, np_of, ulp_distance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,9 +206,10 @@ def test_gru_over_a_sequence_on_the_population_equals_each_member_on_mean_ops(na
     _check_gru_members(model, pop, xs, shared=None, per_member=per_member, rank=rank)
 
 
-# The same property over random shapes, on NumPy.
+# The same property over random shapes, on NumPy and CuPy (JAX would compile every shape).
 
 
+@pytest.mark.parametrize("name", ["numpy", CUPY])
 @settings(max_examples=15)
 @given(
     sizes=st.lists(st.integers(1, 9), min_size=2, max_size=4),
@@ -219,10 +220,10 @@ def test_gru_over_a_sequence_on_the_population_equals_each_member_on_mean_ops(na
     per_member=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_mlp_population_equals_members_for_any_shapes(sizes, batch, size, rank, act, per_member, seed):
-    backend = get_backend("numpy")
+def test_mlp_population_equals_members_for_any_shapes(name, sizes, batch, size, rank, act, per_member, seed):
+    backend = get_backend(name)
     model = MLP(tuple(sizes), activation=act, output_activation=act)
-    pop = _population(model.init(backend.xp, seed=seed), size=size, rank=rank, seed=seed)
+    pop = _population(model.init(backend.xp, device=backend.device, seed=seed), size=size, rank=rank, seed=seed)
     leading = (size,) if per_member else ()
     x = _inputs(backend, (*leading, *batch, sizes[0]), seed=seed)
     shared = not per_member
@@ -230,6 +231,7 @@ def test_mlp_population_equals_members_for_any_shapes(sizes, batch, size, rank, 
     _check_mlp_members(model, pop, x, shared=shared, per_member=per_member, rank=rank)
 
 
+@pytest.mark.parametrize("name", ["numpy", CUPY])
 @settings(max_examples=10)
 @given(
     input_size=st.integers(1, 6),
@@ -240,10 +242,12 @@ def test_mlp_population_equals_members_for_any_shapes(sizes, batch, size, rank, 
     per_member=st.booleans(),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_gru_population_equals_members_for_any_shapes(input_size, hidden_size, steps, batch, rank, per_member, seed):
-    backend = get_backend("numpy")
+def test_gru_population_equals_members_for_any_shapes(
+    name, input_size, hidden_size, steps, batch, rank, per_member, seed
+):
+    backend = get_backend(name)
     model = GRU(input_size, hidden_size)
-    pop = _population(model.init(backend.xp, seed=seed), size=4, rank=rank, seed=seed)
+    pop = _population(model.init(backend.xp, device=backend.device, seed=seed), size=4, rank=rank, seed=seed)
     leading = (4,) if per_member else ()
     xs = _inputs(backend, (*leading, *batch, steps, input_size), seed=seed)
     _check_gru_members(model, pop, xs, shared=not per_member, per_member=per_member, rank=rank)

@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import noise
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
 
 def _params(shapes, dtype=np.float32, fill=0.0):

@@ -4,11 +4,11 @@ import math
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 
 from eggroll_np import optim, schedules
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 STEPS = 12
 
 

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
 from eggroll_np import shaping
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 # Integer-valued fitness with ties; the increasing maps below are exact on such values in float64 and float32.
 int_fitness = st.lists(st.integers(-50, 50), min_size=2, max_size=64)
 even_int_fitness = int_fitness.filter(lambda f: len(f) % 2 == 0)

@@ -6,11 +6,11 @@ import math
 import array_api_strict
 import numpy as np
 import pytest
-from helpers import BACKEND_NAMES, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, np_of
 
 import eggroll_np as egg
 
-backends = pytest.mark.parametrize("name", BACKEND_NAMES)
+backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
 
 def _params(backend, dtype=None):
@@ -193,6 +193,13 @@ def test_bad_params_are_rejected_at_init(name):
         egg.EGGROLL(population_size=4, policy={"v": "frozen"}).init({"w": xp.zeros((2, 2), device=dev)})
     with pytest.raises(ValueError, match="every leaf is frozen"):
         egg.EGGROLL(population_size=4, policy={"w": "frozen"}).init({"w": xp.zeros((2, 2), device=dev)})
+
+
+def test_bfloat16_leaves_are_refused_at_init_with_the_leaf_named():
+    """The generator draws float32 or float64 only; an ml_dtypes bfloat16 leaf gets the clear refusal."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    with pytest.raises(TypeError, match="leaf 'w' has dtype bfloat16; ES needs real floating leaves"):
+        egg.EGGROLL(population_size=4).init({"w": np.zeros((2, 2), dtype=ml_dtypes.bfloat16)})
 
 
 def test_params_from_two_libraries_or_two_devices_are_rejected():
