@@ -16,7 +16,9 @@ with its error while the others go on:
      plain      x @ Wᵀ, batched inference with the same GEMM and no perturbation;
      perturbed  pop.linear("w", x) with the population asked once, outside the timing (noise pre-generated);
      ask+fwd    es.ask(state).linear("w", x): the generation's noise drawn inside the step;
-     noise      es.ask(state) alone.
+     noise      es.ask(state) alone;
+     portable   forward.linear_portable: the same forward without the CuPy fast path (its fused kernel),
+                so the table shows what the kernel buys.
    ratio excl = plain / perturbed (goal ≥ 0.91, the paper's figure), ratio incl = plain / ask+fwd (goal
    ≥ 0.80; the paper reports 0.69). The split of the perturbed forward: the shared GEMM (plain) and the rest
    (perturbed − plain: the rank-1 corrections, signs and the add), the figure that decides whether a fused
@@ -347,6 +349,8 @@ class Layer:
             self.perturbed = lambda: self.pop.linear("w", self.x)
             self.ask_forward = lambda: es.ask(state).linear("w", self.x)
             self.factors = self.pop.noise["w"]
+            plan, members = self.pop.plans["w"], forward.Members(n, True, SIGMA, 1)
+            self.portable = lambda: forward.linear_portable(xp, plan, self.weight, self.factors, self.x, members)
         else:
             plan = noise_mod.plan_leaves({"w": self.weight})["w"]
             members = forward.Members(n, True, SIGMA, 1)
@@ -361,6 +365,7 @@ class Layer:
             self.factors = cast_factors()
             self.noise = cast_factors
             self.perturbed = lambda: forward.linear(xp, plan, self.weight, self.factors, self.x, members)
+            self.portable = lambda: forward.linear_portable(xp, plan, self.weight, self.factors, self.x, members)
             self.ask_forward = lambda: forward.linear(xp, plan, self.weight, cast_factors(), self.x, members)
 
     def check(self) -> float:
@@ -433,6 +438,7 @@ def paper_part(device: Device, sizes: Sizes, report: Report, naive: bool) -> Non
         (
             "dtype", "d", "N", "plain ms", "perturbed ms", "rest ms (perturbed - plain)", "rest share",
             "noise ms", "ask+fwd ms", "ratio excl", "range", "ratio incl", "check error",
+            "portable ms", "ratio excl portable",
         ),
     )  # fmt: skip
     if naive:
@@ -443,14 +449,20 @@ def paper_part(device: Device, sizes: Sizes, report: Report, naive: bool) -> Non
     bf16, reason = bfloat16_or_reason(device)
     for dtype_name, dtype in (("float32", device.xp.float32), ("bfloat16", bf16)):
         if dtype is None:
-            report.row(title, dtype_name, sizes.d, sizes.members, *([reason] + ["-"] * 9))
+            report.row(title, dtype_name, sizes.d, sizes.members, *([reason] + ["-"] * 11))
             continue
         layer = Layer(device, sizes, dtype_name, dtype)
         error = layer.check()
         produced = layer.perturbed().dtype
         if produced != layer.x.dtype:
             report.notes.append(f"{dtype_name}: the perturbed forward returns {produced}, not {layer.x.dtype}")
-        tasks = {"plain": layer.plain, "perturbed": layer.perturbed, "ask+fwd": layer.ask_forward, "noise": layer.noise}
+        tasks = {
+            "plain": layer.plain,
+            "perturbed": layer.perturbed,
+            "ask+fwd": layer.ask_forward,
+            "noise": layer.noise,
+            "portable": layer.portable,
+        }
         times = interleaved(device, tasks, sizes.repeats, sizes.min_time)
         med = {name: statistics.median(values) for name, values in times.items()}
         ratios = [p / q for p, q in zip(times["plain"], times["perturbed"], strict=True)]
@@ -460,6 +472,7 @@ def paper_part(device: Device, sizes: Sizes, report: Report, naive: bool) -> Non
             title, dtype_name, sizes.d, sizes.members, ms(med["plain"]), ms(med["perturbed"]), ms(rest),
             f"{rest / med['perturbed']:.0%}", ms(med["noise"]), ms(med["ask+fwd"]), f"{ratio:.3f}",
             f"{min(ratios):.2f}-{max(ratios):.2f}", f"{ratio_incl:.3f}", f"{error:.1e}",
+            ms(med["portable"]), f"{med['plain'] / med['portable']:.3f}",
         )  # fmt: skip
         report.row(
             "goals",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._array_api import dtype_name, index_dtype, is_numpy_namespace, prod
+from ._array_api import dtype_name, index_dtype, is_cupy_namespace, is_numpy_namespace, prod
 from .noise import FROZEN, LeafPlan, LowRankNoise
 
 __all__ = ["Members", "embedding", "is_per_member", "linear", "linear_portable", "vector"]
@@ -108,16 +108,18 @@ def _linear_layout(xp, plan: LeafPlan, value, x, members: Members, shared: bool 
 
 def linear(xp, plan: LeafPlan, value, noise, x, members: Members, *, shared: bool | None = None):
     """yᵢ = xᵢ Wᵢᵀ for every member i, with Wᵢ = W + σ sᵢ ε_{k(i)} never formed; on NumPy, low-rank leaves
-    take the in-place fast path of `_forward_numpy`.
+    take the in-place fast path of `_forward_numpy`, on CuPy the fused kernels of `_forward_cupy`.
 
     x: (N, ..., n) per member or (..., n) shared; returns (N, ..., m)."""
-    if is_numpy_namespace(xp) and isinstance(noise, LowRankNoise):
+    if isinstance(noise, LowRankNoise) and (is_numpy_namespace(xp) or is_cupy_namespace(xp)):
         weight, per_member, middle = _linear_layout(xp, plan, value, x, members, shared)
-        from ._forward_numpy import lowrank_linear_numpy
-
+        if is_numpy_namespace(xp):
+            from ._forward_numpy import lowrank_linear_numpy as fast_path
+        else:
+            from ._forward_cupy import lowrank_linear_cupy as fast_path
         scale = _scale(noise, members.sigma, members.rank)
-        y = lowrank_linear_numpy(x, weight, noise, members.per_direction, scale, per_member, prod(middle))
-        return y.reshape(members.size, *middle, weight.shape[0])
+        y = fast_path(x, weight, noise, members.per_direction, scale, per_member, prod(middle))
+        return xp.reshape(y, (members.size, *middle, weight.shape[0]))
     return linear_portable(xp, plan, value, noise, x, members, shared=shared)
 
 

@@ -14,12 +14,14 @@ import time
 from functools import cache
 from pathlib import Path
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 from helpers import exact_normals, get_backend, np_of, ulp_distance
+from hypothesis import given
 
 import eggroll_np as egg
-from eggroll_np import random
+from eggroll_np import forward, random
 
 gpu = pytest.mark.gpu
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,47 @@ def test_the_package_imports_cupy_only_when_cupy_arrays_arrive():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# ---- the fused forward correction -----------------------------------------------------------------------
+
+
+@gpu
+@pytest.mark.parametrize("dtype_name", DTYPES)
+@pytest.mark.parametrize("per_member", [True, False])
+@given(
+    m=st.integers(1, 70),
+    n=st.integers(1, 70),
+    rank=st.integers(1, 4),
+    half=st.integers(1, 40),
+    rows=st.integers(1, 5),
+    antithetic=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fused_forward_matches_the_portable_path(dtype_name, per_member, m, n, rank, half, rows, antithetic, seed):
+    """forward.linear's CuPy kernels against linear_portable: the same sums, rounded in another order."""
+    cupy, xp, dev = _cupy()
+    dtype = getattr(xp, dtype_name)
+    population_size = 2 * half
+    rng = np.random.default_rng(seed)
+    es = egg.EGGROLL(population_size=population_size, sigma=0.3, rank=rank, seed=seed, antithetic=antithetic)
+    pop = es.ask(es.init({"w": xp.asarray(rng.standard_normal((m, n)), dtype=dtype, device=dev)}))
+    x = xp.asarray(rng.standard_normal(((population_size,) if per_member else ()) + (rows, n)), dtype=dtype, device=dev)
+    members = forward.Members(population_size, antithetic, pop.sigma, rank)
+    args = (xp, pop.plans["w"], pop.params["w"], pop.noise["w"], x, members)
+    fused = forward.linear(*args, shared=not per_member)
+    portable = forward.linear_portable(*args, shared=not per_member)
+    assert isinstance(fused, cupy.ndarray) and fused.dtype == portable.dtype == dtype
+    assert fused.shape == portable.shape == (population_size, rows, m)
+    # Each side rounds at most n + r + 8 times on terms bounded by |x|·(|W| + σ|A||B|)·n.
+    u = 2.0**-24 if dtype_name == "float32" else 2.0**-53
+    a, b = (float(xp.max(xp.abs(f))) for f in pop.noise["w"])
+    bound = float(xp.max(xp.abs(x))) * (float(xp.max(xp.abs(pop.params["w"]))) + pop.sigma * a * b * rank) * n
+    np.testing.assert_allclose(np_of(fused), np_of(portable), rtol=0, atol=2 * (n + rank + 8) * u * bound)
+    # The check can fail: one member without its correction is far outside the bound.
+    broken = np_of(fused).copy()
+    broken[0] = np_of(x[0] if per_member else x) @ np_of(pop.params["w"]).T
+    assert np.abs(broken - np_of(portable)).max() > 2 * (n + rank + 8) * u * bound
 
 
 # ---- the fused kernel ---------------------------------------------------------------------------------
@@ -214,10 +257,15 @@ def host_never_waits():
     host_seconds = time.perf_counter() - start
     waited = spun.done
     stream.synchronize()
+    # The spin ends SPIN_SECONDS after its launch: done by the end of the block means the host waited for it
+    # (or the block itself ran that long, which the second check rules out for a passing block).
+    assert not waited, (
+        f"the host waited for the GPU inside the guarded block (a synchronization): the {SPIN_SECONDS} s spin "
+        f"was over when the block ended, after {host_seconds:.2f} s"
+    )
     assert host_seconds < SPIN_SECONDS / 2, (
         f"the block took {host_seconds:.2f} s of host time, too long for a {SPIN_SECONDS} s spin to tell"
     )
-    assert not waited, "the host waited for the GPU inside the guarded block (a synchronization)"
 
 
 def _generation_parts(xp, dev, nan_policy="worst"):
