@@ -181,6 +181,8 @@ def test_ray_matches_local(ray_instance, kind, fitness):
     assert_same_params(final.params, reference_params(fitness, kind))
     assert traffic.loads == 2 and traffic.restarts == 0 and traffic.mismatches == 0
     assert traffic.state_loads[1:] == [0] * (GENERATIONS - 1)
+    with pytest.raises(RuntimeError, match="closed"):
+        evaluator.step(final)
 
 
 class DiesOnce:

@@ -209,6 +209,8 @@ class RayEvaluator(Evaluator):
     def __call__(self, state: EggrollState) -> np.ndarray:
         if not isinstance(state, EggrollState):
             raise TypeError(f"an evaluator needs the EggrollState from init or tell, got {type(state).__name__}")
+        if not self._actors:
+            raise RuntimeError("this RayEvaluator is closed; make a new one")
         ray = self._ray
         parts = split_members(self.es.population_size, self.workers, self.es.antithetic)
         want_fingerprint = state.generation % self.check_every == 0
