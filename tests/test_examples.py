@@ -1,6 +1,8 @@
 """The scripts in examples/ run as written, on short settings, and reach real outcomes."""
 
+import re
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ["digits_mlp.py", "cartpole.py", "black_box.py", "cupy_gpu.py", "outside_loop.py"]
+SCRIPTS = ["digits_mlp.py", "cartpole.py", "black_box.py", "cupy_gpu.py", "outside_loop.py", "distributed.py"]
 
 
 def load(name: str) -> dict:
@@ -124,3 +126,23 @@ def test_outside_loop_learns_and_continues_bit_for_bit(monkeypatch, capsys):
     assert "results arrived in the order" in out
     assert "rebuilt from (seed, generation, index): bit-identical" in out
     assert "continued from the checkpoint = uninterrupted run, bit for bit" in out
+
+
+def run_distributed(*argv: str) -> tuple[float, str, str]:
+    """examples/distributed.py in a process of its own (pool workers import the script by name): the final
+    return, the params fingerprint and the output."""
+    command = [sys.executable, str(EXAMPLES / "distributed.py"), "--generations", "12", "--print-every", "4", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = float(re.search(r"final return (-?[0-9.]+)", done.stdout).group(1))
+    return final, re.search(r"params fingerprint ([0-9a-f]+)", done.stdout).group(1), done.stdout
+
+
+@pytest.mark.parametrize("evaluator", ["pool", pytest.param("ray", marks=pytest.mark.ray)])
+def test_distributed_example_improves_and_every_evaluator_ends_at_the_same_params(evaluator):
+    local_final, local_fingerprint, out = run_distributed("--evaluator", "local")
+    initial = float(re.search(r"initial controller: return +(-?[0-9.]+)", out).group(1))
+    assert local_final > 0.5 * initial  # returns are negative: the cost at least halves
+    final, fingerprint, out = run_distributed("--evaluator", evaluator, "--workers", "2")
+    assert (final, fingerprint) == (local_final, local_fingerprint)
+    assert f"({evaluator} evaluator)" in out
