@@ -309,6 +309,12 @@ def test_ray_says_when_the_cluster_cannot_place_the_replicas(ray_instance):
 
 def test_ray_evaluator_rejects_bad_settings():
     es, _ = make_strategy()
-    for bad, message in [({"check_every": 0}, "check_every"), ({"max_restarts": -1}, "max_restarts")]:
+    for bad, message in [
+        ({"check_every": 0}, "check_every"),
+        ({"max_restarts": -1}, "max_restarts"),
+        ({"cpus_per_worker": 0}, "cpus_per_worker"),
+        ({"start_timeout": float("nan")}, "start_timeout"),
+        ({"workers": 0}, "workers"),
+    ]:
         with pytest.raises(ValueError, match=message):
             RayEvaluator(es, quadratic, **bad)

@@ -137,6 +137,9 @@ class RayEvaluator(Evaluator):
             raise ValueError(f"check_every={check_every!r}; give a positive number of generations")
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts={max_restarts!r}; give a number ≥ 0")
+        for name, value in (("cpus_per_worker", cpus_per_worker), ("start_timeout", start_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+                raise ValueError(f"{name}={value!r}; give a positive number")
         try:
             import ray
         except ImportError:
