@@ -8,7 +8,6 @@ import importlib
 import os
 import pickle
 import sys
-import warnings
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -18,6 +17,7 @@ from hypothesis import given
 
 import eggroll_np as egg
 from eggroll_np.distributed import FitnessError, LocalEvaluator, ProcessPoolEvaluator, RayEvaluator, split_members
+from eggroll_np.distributed.ray_cluster import init_ray
 
 GENERATIONS = 5
 
@@ -28,11 +28,7 @@ def ray_instance():
 
     # Workers import this module's fitness functions by name: give them the tests folder on their path.
     tests = str(Path(__file__).parent)
-    with warnings.catch_warnings():  # JAX's fork warning: Ray forks and execs at once (see ray_cluster.py)
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-        ray.init(
-            num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}}
-        )
+    init_ray(num_cpus=2, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
     yield
     ray.shutdown()
 
@@ -108,10 +104,12 @@ def test_process_pool_refuses_a_fitness_it_cannot_send():
         ProcessPoolEvaluator(es, lambda params: 0.0, workers=2)
 
 
-@pytest.mark.parametrize("bad", [dict(kind="members"), dict(workers=0), dict(workers=1.5)])
-def test_evaluators_reject_bad_settings(bad):
+@pytest.mark.parametrize(
+    "bad, error", [(dict(kind="members"), ValueError), (dict(workers=0), ValueError), (dict(workers=1.5), TypeError)]
+)
+def test_evaluators_reject_bad_settings(bad, error):
     es, _ = make_strategy()
-    with pytest.raises(ValueError, match=r"kind=|workers="):
+    with pytest.raises(error, match=r"kind=|workers="):
         ProcessPoolEvaluator(es, quadratic, **bad)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .._array_api import to_numpy
-from ..strategy import EGGROLL, EggrollState
+from ..strategy import EGGROLL, EggrollState, _check_int
 
 __all__ = ["KINDS", "Evaluator", "FitnessError", "evaluate_members", "params_fingerprint", "split_members"]
 
@@ -128,9 +128,8 @@ def check_kind(kind: str) -> str:
 
 
 def check_workers(workers: int | None) -> int | None:
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers={workers!r}; give a positive number of worker processes, or None for the default")
-    return workers
+    """None (the evaluator's default) or an integer ≥ 1."""
+    return None if workers is None else _check_int("workers", workers, 1)
 
 
 def host_tree(tree):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..strategy import EGGROLL, EggrollState
+from ..strategy import EGGROLL, EggrollState, _check_int
 from .common import (
     Evaluator,
     FitnessError,
@@ -33,7 +33,7 @@ from .common import (
     split_members,
 )
 
-__all__ = ["RayEvaluator", "Traffic"]
+__all__ = ["RayEvaluator", "Traffic", "init_ray"]
 
 
 class Traffic(NamedTuple):
@@ -79,6 +79,17 @@ class _Holding(NamedTuple):
 
     state: EggrollState
     told: np.ndarray | None
+
+
+def init_ray(**options) -> None:
+    """`ray.init(include_dashboard=False, **options)`. Ray starts its processes by fork + exec (subprocess
+    with preexec_fn); JAX, if imported, warns at every fork of a deadlock that a child which execs at once
+    cannot meet, so that one warning is silenced here."""
+    import ray
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        ray.init(**{"include_dashboard": False, **options})
 
 
 def _start_failure(error) -> str:
@@ -133,10 +144,8 @@ class RayEvaluator(Evaluator):
     ):
         super().__init__(es, fitness, kind)
         check_workers(workers)
-        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
-            raise ValueError(f"check_every={check_every!r}; give a positive number of generations")
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(f"max_restarts={max_restarts!r}; give a number ≥ 0")
+        check_every = _check_int("check_every", check_every, 1)
+        max_restarts = _check_int("max_restarts", max_restarts, 0)
         for name, value in (("cpus_per_worker", cpus_per_worker), ("start_timeout", start_timeout)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
                 raise ValueError(f"{name}={value!r}; give a positive number")
@@ -147,11 +156,7 @@ class RayEvaluator(Evaluator):
         self._ray = ray
         self._started_ray = False
         if not ray.is_initialized():
-            with warnings.catch_warnings():
-                # Ray starts its processes by fork + exec (subprocess with preexec_fn); JAX, if imported,
-                # warns at every fork of a deadlock that a child which execs at once cannot meet.
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-                ray.init(address=address, include_dashboard=False, **(init_options or {}))
+            init_ray(address=address, **(init_options or {}))
             self._started_ray = address is None
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
