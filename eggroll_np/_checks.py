@@ -25,16 +25,20 @@ def _type_error(name: str, value, expected: str) -> TypeError:
     return TypeError(f"{name}={value!r} must be {expected}, not a {type(value).__name__}")
 
 
+def _show(bound) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
 def _bounds(minimum, maximum, low: str, high: str) -> str:
     """' ≥ 2', ' in [0, 1)', ' > 0' and the like."""
     if minimum is not None and maximum is not None:
         left = "[" if low == "≥" else "("
         right = "]" if high == "≤" else ")"
-        return f" in {left}{minimum:g}, {maximum:g}{right}"
+        return f" in {left}{_show(minimum)}, {_show(maximum)}{right}"
     if minimum is not None:
-        return f" {low} {minimum:g}"
+        return f" {low} {_show(minimum)}"
     if maximum is not None:
-        return f" {high} {maximum:g}"
+        return f" {high} {_show(maximum)}"
     return ""
 
 
