@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from ._array_api import to_numpy
-from .optim import AdamState, SGDState
+from .optim import STATE_TYPES
 from .strategy import EggrollState
 
 __all__ = ["FORMAT", "CheckpointError", "load", "read_metadata", "save"]
 
 FORMAT = "eggroll-np-checkpoint/1"
 _META = "__checkpoint__.json"
-_STATE_TYPES = {cls.__name__: cls for cls in (EggrollState, SGDState, AdamState)}
+_STATE_TYPES = {cls.__name__: cls for cls in (EggrollState, *STATE_TYPES)}
 
 
 class CheckpointError(ValueError):

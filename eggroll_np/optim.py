@@ -7,23 +7,36 @@ The strategy hands each optimizer the ES gradient g (an ascent direction) and ad
     opt_state = opt.init(params)
     step, opt_state = opt.update(grads, opt_state, generation, params)
 
-Learning rates are floats or schedules (callables of the generation, see `schedules`). Hyperparameters stay
-Python floats, so an update never reads anything back from the device. The pairs are partials of module
-functions, so an optimizer pickles (for process pools and Ray workers).
+Learning rates are numbers or schedules (callables of the generation, see `schedules`); every update checks
+the rate of its generation (finite, ≥ 0) before it computes anything. Hyperparameters stay Python floats, so
+an update never reads anything back from the device. The pairs are partials of module functions, so an
+optimizer pickles (for process pools and Ray workers). `OPTIMIZERS` maps each name to its factory and
+`STATE_TYPES` lists every NamedTuple an optimizer state may hold: the command line and the checkpoints read
+them.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
 
+from . import _checks
 from ._array_api import array_namespace
-from .schedules import Schedule, as_schedule
+from .schedules import Schedule, constant, value_at
 
-__all__ = ["AdamState", "Optimizer", "SGDState", "adam", "adamw", "as_optimizer", "sgd"]
+__all__ = [
+    "OPTIMIZERS",
+    "STATE_TYPES",
+    "AdamState",
+    "Optimizer",
+    "SGDState",
+    "adam",
+    "adamw",
+    "as_optimizer",
+    "sgd",
+]
 
 Params = dict
 
@@ -53,23 +66,22 @@ def _zeros_like(params: Params) -> Params:
     return {name: array_namespace(p).zeros_like(p) for name, p in params.items()}
 
 
-def _check_unit_interval(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}={value!r} must lie in [0, 1)")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name}={value!r} must be a positive finite number")
-
-
 def _learning_rate(learning_rate: float | Schedule) -> Schedule:
-    if not callable(learning_rate) and not (isinstance(learning_rate, numbers.Real) and 0 <= learning_rate < math.inf):
+    """A callable as is; a number α (finite, ≥ 0) as constant(α)."""
+    if callable(learning_rate):
+        return learning_rate
+    try:
+        return constant(_checks.real("learning_rate", learning_rate, 0))
+    except ValueError as error:
         raise ValueError(
-            f"learning_rate={learning_rate!r} must be a non-negative finite number or a schedule; the step always "
-            "climbs the shaped fitness, so pass maximize=False to the strategy to minimize"
-        )
-    return as_schedule(learning_rate, "learning_rate")
+            f"{error}, or a schedule; the step always climbs the shaped fitness, so pass maximize=False to the "
+            "strategy to minimize"
+        ) from None
+
+
+def _rate(lr: Schedule, generation: int) -> float:
+    """α_t, checked: a finite number ≥ 0."""
+    return value_at(lr, generation, "learning rate", positive=False)
 
 
 def _sgd_init(params: Params, momentum: float) -> SGDState:
@@ -77,7 +89,7 @@ def _sgd_init(params: Params, momentum: float) -> SGDState:
 
 
 def _sgd_update(grads: Params, state: SGDState, generation: int, params=None, *, lr, momentum, nesterov):
-    alpha = lr(generation)
+    alpha = _rate(lr, generation)
     if not momentum:
         return {name: alpha * g for name, g in grads.items()}, state
     velocity = {name: momentum * state.velocity[name] + g for name, g in grads.items()}
@@ -92,7 +104,8 @@ def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool =
     """SGD ascent. Without momentum: step = α·g. With momentum μ: v ← μ v + g, step = α·v, or with
     Nesterov step = α·(g + μ v)."""
     lr = _learning_rate(learning_rate)
-    _check_unit_interval("momentum", momentum)
+    momentum = _checks.real("momentum", momentum, 0, 1, below=True)
+    nesterov = _checks.boolean("nesterov", nesterov)
     if nesterov and momentum == 0.0:
         raise ValueError("nesterov=True needs momentum > 0")
     return Optimizer(
@@ -105,10 +118,10 @@ def _adam_init(params: Params) -> AdamState:
 
 
 def _adam_update(grads: Params, state: AdamState, generation: int, params=None, *, lr, b1, b2, eps, weight_decay):
+    alpha = _rate(lr, generation)
     if weight_decay and params is None:
         raise ValueError("adamw's update needs the current params for its weight decay")
     count = state.count + 1
-    alpha = lr(generation)
     mu_correction = 1.0 / (1.0 - b1**count)
     nu_correction = 1.0 / (1.0 - b2**count)
     mu, nu, step = {}, {}, {}
@@ -124,13 +137,14 @@ def _adam_update(grads: Params, state: AdamState, generation: int, params=None, 
 
 
 def _adam(learning_rate, b1: float, b2: float, eps: float, weight_decay: float) -> Optimizer:
-    lr = _learning_rate(learning_rate)
-    _check_unit_interval("b1", b1)
-    _check_unit_interval("b2", b2)
-    _check_positive("eps", eps)
-    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
-        raise ValueError(f"weight_decay={weight_decay!r} must be a non-negative finite number")
-    update = partial(_adam_update, lr=lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+    update = partial(
+        _adam_update,
+        lr=_learning_rate(learning_rate),
+        b1=_checks.real("b1", b1, 0, 1, below=True),
+        b2=_checks.real("b2", b2, 0, 1, below=True),
+        eps=_checks.real("eps", eps, 0, above=True),
+        weight_decay=_checks.real("weight_decay", weight_decay, 0),
+    )
     return Optimizer(_adam_init, update)
 
 
@@ -151,8 +165,21 @@ def adamw(
     return _adam(learning_rate, b1, b2, eps, weight_decay)
 
 
+OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd}
+STATE_TYPES = (SGDState, AdamState)
+
+
 def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:
-    """An Optimizer as given, or plain SGD when given a learning rate (float or schedule)."""
+    """An Optimizer as given, or plain SGD when given a learning rate (a number or a schedule)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
-    return sgd(optimizer)
+    looks_like_optax = hasattr(optimizer, "init") and hasattr(optimizer, "update")
+    if not looks_like_optax and (callable(optimizer) or isinstance(optimizer, numbers.Real)):
+        return sgd(optimizer)
+    message = (
+        "optimizer must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule; "
+        f"got {type(optimizer).__name__}"
+    )
+    if looks_like_optax:
+        message += "; it looks like an optax GradientTransformation, and optax transformations are not supported yet"
+    raise TypeError(message)

@@ -1,8 +1,10 @@
 """Schedules: functions of the generation t (a Python int) returning a Python float.
 
-A schedule serves any hyperparameter that changes over a run (learning rate, σ). A float is the constant
+A schedule serves any hyperparameter that changes over a run (learning rate, σ). A number is the constant
 schedule; any callable t → float is a schedule. The shipped ones are small frozen dataclasses, so they
 print their settings and pickle (a process pool or a Ray worker can receive a strategy that uses them).
+Their constructors check their settings with the wording of `_checks` and store them as plain floats and
+ints; `value_at` checks what a schedule returns at each generation.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Schedule", "as_schedule", "constant", "cosine", "exponential", "linear"]
+import numpy as np
+
+from . import _checks
+
+__all__ = ["Schedule", "as_schedule", "constant", "cosine", "exponential", "linear", "value_at"]
 
 Schedule = Callable[[int], float]
 
 
-def _check_steps(steps: int) -> None:
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer")
+def _store(schedule, **checked) -> None:
+    """Replace the fields of a frozen dataclass by their checked values."""
+    for name, value in checked.items():
+        object.__setattr__(schedule, name, value)
 
 
 @dataclass(frozen=True)
@@ -28,8 +35,11 @@ class constant:
 
     value: float
 
+    def __post_init__(self):
+        _store(self, value=_checks.real("value", self.value, 0))
+
     def __call__(self, t: int) -> float:
-        return float(self.value)
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,12 @@ class linear:
     steps: int
 
     def __post_init__(self):
-        _check_steps(self.steps)
+        _store(
+            self,
+            init=_checks.real("init", self.init, 0),
+            end=_checks.real("end", self.end, 0),
+            steps=_checks.integer("steps", self.steps, 1),
+        )
 
     def __call__(self, t: int) -> float:
         return self.init + (self.end - self.init) * min(t, self.steps) / self.steps
@@ -56,7 +71,12 @@ class cosine:
     final_fraction: float = 0.0
 
     def __post_init__(self):
-        _check_steps(self.steps)
+        _store(
+            self,
+            init=_checks.real("init", self.init, 0),
+            steps=_checks.integer("steps", self.steps, 1),
+            final_fraction=_checks.real("final_fraction", self.final_fraction, 0, 1),
+        )
 
     def __call__(self, t: int) -> float:
         a = self.final_fraction
@@ -73,18 +93,30 @@ class exponential:
     floor: float = 0.0
 
     def __post_init__(self):
-        _check_steps(self.steps)
-        if self.decay <= 0:
-            raise ValueError(f"decay={self.decay!r} must be positive")
+        _store(
+            self,
+            init=_checks.real("init", self.init, 0),
+            decay=_checks.real("decay", self.decay, 0, above=True),
+            steps=_checks.integer("steps", self.steps, 1),
+            floor=_checks.real("floor", self.floor, 0),
+        )
 
     def __call__(self, t: int) -> float:
         return max(self.init * self.decay ** (t / self.steps), self.floor)
 
 
-def as_schedule(value: float | Schedule, what: str) -> Schedule:
-    """A schedule from a float (constant) or a callable of the generation; `what` names it in errors."""
+def as_schedule(value: float | Schedule, what: str, *, positive: bool = True) -> Schedule:
+    """A schedule from a callable of the generation (returned as is) or a Python or NumPy real number v
+    (constant(v), checked as the value of every generation: v > 0 if `positive`, else v ≥ 0); `what`
+    names the hyperparameter in errors."""
     if callable(value):
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a float or a callable of the generation, got {type(value).__name__}")
-    return constant(value)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a float or a callable of the generation, not a {type(value).__name__}")
+    return constant(_checks.scheduled(what, value, 0, positive=positive))
+
+
+def value_at(schedule: Schedule, generation: int, what: str, *, positive: bool) -> float:
+    """v(t) for t = generation, as a float, if it is finite and > 0 (`positive`) or ≥ 0; otherwise the error
+    names `what` and the generation."""
+    return _checks.scheduled(what, schedule(generation), generation, positive=positive)

@@ -1,11 +1,15 @@
 """Optimizers against float64 reference implementations, step by step, on every backend."""
 
 import math
+import pickle
+import re
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from helpers import ALL_BACKENDS, get_backend, np_of
 
+import eggroll_np as egg
 from eggroll_np import optim, schedules
 
 backends = pytest.mark.parametrize("name", ALL_BACKENDS)
@@ -106,8 +110,8 @@ def test_optimizer_state_is_a_namedtuple_and_updates_are_pure():
     np.testing.assert_allclose(first["w"], 0.1 * np.sign(grads["w"]), rtol=1e-6)  # first Adam step is α·sign(g)
 
 
-def test_a_float_or_schedule_means_plain_sgd():
-    for lr in (0.5, schedules.constant(0.5)):
+def test_a_number_or_schedule_means_plain_sgd():
+    for lr in (0.5, np.float32(0.5), schedules.constant(0.5)):
         step, _ = optim.as_optimizer(lr).update({"w": np.array([2.0])}, optim.SGDState({}), 0, None)
         assert step["w"][0] == 1.0
     opt = optim.adam(1.0)
@@ -125,9 +129,11 @@ def test_bad_hyperparameters_are_rejected_with_clear_messages():
         optim.adam(0.1, eps=0)
     with pytest.raises(ValueError, match="weight_decay=-1"):
         optim.adamw(0.1, weight_decay=-1)
-    with pytest.raises(ValueError, match=r"learning_rate='0.1' must be a non-negative finite number"):
+    with pytest.raises(TypeError, match=r"learning_rate='0.1' must be a finite number ≥ 0, not a str"):
         optim.sgd("0.1")
-    with pytest.raises(ValueError, match=r"learning_rate=-0.1 must be a non-negative"):
+    with pytest.raises(
+        ValueError, match=r"learning_rate=-0.1 must be a finite number ≥ 0, or a schedule; .*maximize=False"
+    ):
         optim.adam(-0.1)
     assert optim.sgd(np.float32(0.5)).update({"w": np.ones(1)}, optim.SGDState({}), 0)[0]["w"][0] == 0.5
     with pytest.raises(ValueError, match="needs the current params"):
@@ -135,20 +141,143 @@ def test_bad_hyperparameters_are_rejected_with_clear_messages():
         opt.update({"w": np.ones(2)}, opt.init({"w": np.ones(2)}), 0, None)
 
 
-def test_schedules_follow_their_formulas():
-    assert schedules.constant(0.3)(100) == 0.3
-    lin = schedules.linear(1.0, 0.0, 4)
-    assert [lin(t) for t in (0, 2, 4, 9)] == [1.0, 0.5, 0.0, 0.0]
-    cos = schedules.cosine(2.0, 10, final_fraction=0.1)
-    assert cos(0) == pytest.approx(2.0) and cos(10) == pytest.approx(0.2) and cos(50) == pytest.approx(0.2)
-    assert cos(5) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))
-    exp = schedules.exponential(1.0, 0.5, steps=2, floor=0.1)
-    assert exp(2) == 0.5 and exp(3) == pytest.approx(0.5 * math.sqrt(0.5)) and exp(100) == 0.1
-    custom = schedules.as_schedule(lambda t: 1.0 / (t + 1), "sigma")
-    assert custom(3) == 0.25
-    with pytest.raises(ValueError, match="steps=0"):
-        schedules.linear(1.0, 0.0, 0)
-    with pytest.raises(ValueError, match="decay"):
-        schedules.exponential(1.0, 0.0)
-    with pytest.raises(TypeError, match="sigma must be a float or a callable"):
-        schedules.as_schedule("0.1", "sigma")
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "error", "message"),
+    [
+        (optim.sgd, {"learning_rate": math.nan}, ValueError, "learning_rate=nan must be a finite number ≥ 0"),
+        (optim.sgd, {"learning_rate": math.inf}, ValueError, "learning_rate=inf must be a finite number ≥ 0"),
+        (optim.sgd, {"learning_rate": True}, TypeError, "learning_rate=True must be a finite number ≥ 0, not a bool"),
+        (optim.sgd, {"learning_rate": None}, TypeError, "learning_rate=None must be a finite number ≥ 0"),
+        (optim.sgd, {"momentum": "0.5"}, TypeError, "momentum='0.5' must be a finite number in [0, 1), not a str"),
+        (optim.sgd, {"momentum": -0.1}, ValueError, "momentum=-0.1 must be a finite number in [0, 1)"),
+        (optim.sgd, {"momentum": math.nan}, ValueError, "momentum=nan must be a finite number in [0, 1)"),
+        (optim.sgd, {"momentum": 0.5, "nesterov": "yes"}, TypeError, "nesterov='yes' must be True or False, not a str"),
+        (optim.sgd, {"momentum": 0.5, "nesterov": 1}, TypeError, "nesterov=1 must be True or False, not a int"),
+        (optim.adam, {"b1": 1.0}, ValueError, "b1=1.0 must be a finite number in [0, 1)"),
+        (optim.adam, {"b1": "0.9"}, TypeError, "b1='0.9' must be a finite number in [0, 1), not a str"),
+        (optim.adam, {"b2": math.nan}, ValueError, "b2=nan must be a finite number in [0, 1)"),
+        (optim.adam, {"b2": -0.5}, ValueError, "b2=-0.5 must be a finite number in [0, 1)"),
+        (optim.adam, {"eps": math.inf}, ValueError, "eps=inf must be a finite number > 0"),
+        (optim.adam, {"eps": -1e-8}, ValueError, "eps=-1e-08 must be a finite number > 0"),
+        (optim.adam, {"eps": None}, TypeError, "eps=None must be a finite number > 0, not a NoneType"),
+        (optim.adamw, {"weight_decay": math.nan}, ValueError, "weight_decay=nan must be a finite number ≥ 0"),
+        (optim.adamw, {"weight_decay": False}, TypeError, "weight_decay=False must be a finite number ≥ 0, not a bool"),
+    ],
+)
+def test_each_setting_is_checked_with_the_one_wording(factory, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        factory(**{"learning_rate": 0.1, **kwargs})
+
+
+def test_numpy_scalars_are_accepted_as_settings_and_stored_as_python_floats():
+    params, grads = {"w": np.ones(2)}, {"w": np.array([1.0, -1.0])}
+    opt = optim.adam(np.float64(0.1), b1=np.float32(0.5), b2=np.float64(0.9), eps=np.float32(1e-6))
+    assert type(opt.update.keywords["b1"]) is float and opt.update.keywords["b1"] == float(np.float32(0.5))
+    step, _ = opt.update(grads, opt.init(params), 0, params)
+    np.testing.assert_allclose(step["w"], 0.1 * grads["w"] / (1 + 1e-6), rtol=1e-6)
+    sgd = optim.sgd(np.int64(1), momentum=np.float32(0.5), nesterov=np.bool_(True))
+    assert sgd.update.keywords["momentum"] == 0.5 and sgd.update.keywords["nesterov"] is True
+    assert sgd.update(grads, sgd.init(params), 0)[0]["w"][0] == 1.5
+
+
+def _rate_turning_bad(bad, at=3):
+    return lambda t: 0.1 if t < at else bad
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "shown"),
+    [
+        (math.nan, ValueError, "nan"),
+        (math.inf, ValueError, "inf"),
+        (-1, ValueError, "-1.0"),
+        ("0.1", TypeError, "'0.1'"),
+    ],
+)
+@pytest.mark.parametrize(
+    "make",
+    [lambda lr: optim.sgd(lr), lambda lr: optim.sgd(lr, momentum=0.9), optim.adam, optim.adamw],
+    ids=["sgd", "momentum", "adam", "adamw"],
+)
+def test_a_learning_rate_schedule_turning_bad_fails_update_at_that_generation(make, bad, error, shown):
+    opt = make(_rate_turning_bad(bad))
+    params, grads = {"w": np.ones(3)}, {"w": np.array([1.0, -2.0, 3.0])}
+    state = opt.init(params)
+    for t in range(3):
+        _, state = opt.update(grads, state, t, params)
+    kept = pickle.dumps(state)
+    with pytest.raises(error, match=re.escape(f"learning rate at generation 3 is {shown}; ")):
+        opt.update(grads, state, 3, params)
+    assert pickle.dumps(state) == kept
+
+
+def test_a_learning_rate_that_turns_nan_stops_tell_and_leaves_the_state_as_it_was():
+    es = egg.EGGROLL(population_size=4, optimizer=egg.optim.adam(lambda t: 0.1 if t < 1 else float("nan")))
+    state = es.init({"w": np.zeros(3), "b": np.ones(2)})
+    state, _ = es.tell(state, es.ask(state), np.arange(4.0))
+    assert state.generation == 1 and state.opt_state.count == 1
+    params = {name: value.copy() for name, value in state.params.items()}
+    mu = {name: value.copy() for name, value in state.opt_state.mu.items()}
+    nu = {name: value.copy() for name, value in state.opt_state.nu.items()}
+    pop = es.ask(state)
+    with pytest.raises(
+        ValueError, match=re.escape("learning rate at generation 1 is nan; it must be a finite number ≥ 0")
+    ):
+        es.tell(state, pop, np.arange(4.0))
+    assert state.generation == 1 and state.opt_state.count == 1
+    for kept, now in ((params, state.params), (mu, state.opt_state.mu), (nu, state.opt_state.nu)):
+        assert kept.keys() == now.keys()
+        for name in kept:
+            np.testing.assert_array_equal(now[name], kept[name])
+
+
+def test_the_registries_name_every_optimizer_and_every_state_type():
+    assert optim.OPTIMIZERS == {"adam": optim.adam, "adamw": optim.adamw, "sgd": optim.sgd}
+    assert optim.STATE_TYPES == (optim.SGDState, optim.AdamState)
+    params = {"w": np.ones(2)}
+    for name, factory in optim.OPTIMIZERS.items():
+        opt = factory(learning_rate=0.1)
+        assert isinstance(opt, optim.Optimizer), name
+        assert type(opt.init(params)) in optim.STATE_TYPES, name
+    assert optim.OPTIMIZERS["sgd"](learning_rate=0.1, momentum=0.9).init(params).velocity.keys() == {"w"}
+    assert optim.OPTIMIZERS["adamw"](learning_rate=0.1, weight_decay=0.5).update.keywords["weight_decay"] == 0.5
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_optimizers_pickle_and_step_the_same_after_a_round_trip(name):
+    opt = optim.OPTIMIZERS[name](learning_rate=schedules.cosine(0.1, 10))
+    again = pickle.loads(pickle.dumps(opt))
+    params, grads = {"w": np.linspace(-1, 1, 4)}, {"w": np.array([0.5, -1.0, 2.0, 0.0])}
+    step, _ = opt.update(grads, opt.init(params), 2, params)
+    step_again, _ = again.update(grads, again.init(params), 2, params)
+    np.testing.assert_array_equal(step_again["w"], step["w"])
+
+
+class _GradientTransformation(NamedTuple):
+    """The shape of an optax GradientTransformation."""
+
+    init: object
+    update: object
+
+
+ACCEPTED = "optimizer must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule; got "
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (_GradientTransformation(lambda p: None, lambda g, s, p=None: (g, s)), ACCEPTED + "_GradientTransformation; "),
+        ("0.1", ACCEPTED + "str"),
+        (None, ACCEPTED + "NoneType"),
+        ([0.1], ACCEPTED + "list"),
+    ],
+    ids=["optax-like", "str", "None", "list"],
+)
+def test_as_optimizer_refuses_anything_else_saying_what_it_accepts(value, message):
+    with pytest.raises(TypeError, match=re.escape(message)) as raised:
+        optim.as_optimizer(value)
+    assert ("optax transformations are not supported yet" in str(raised.value)) == isinstance(
+        value, _GradientTransformation
+    )
+    if value is not None:  # None is the strategy's default optimizer
+        with pytest.raises(TypeError, match=re.escape(message)):
+            egg.EGGROLL(population_size=4, optimizer=value)
