@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .random import PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1, StreamKey
+from ._philox import PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1, StreamKey, lanes_per_block
 
 __all__ = ["KERNEL_NAMES", "SOURCE", "draw_cupy", "kernel_name", "launch_shape"]
 
@@ -198,12 +198,13 @@ def _kernel(name: str, device_id: int):
         return _module(device_id).get_function(name)
 
 
-def draw_cupy(kind: str, stream: StreamKey, directions: range, n: int, lanes: int, dtype, dev):
-    """(D, n) draws of `kind` on `dev` (a cupy.cuda.Device; None: the current device), one kernel launch."""
+def draw_cupy(kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
+    """(D, n) draws of `kind` on `dev` (a cupy.cuda.Device; None: the current device): one kernel launch over
+    the D·⌈n / L⌉ blocks, none for an empty draw."""
     import cupy
 
     device = dev if isinstance(dev, cupy.cuda.Device) else cupy.cuda.Device()
-    n_blocks = -(-n // lanes)
+    n_blocks = -(-n // lanes_per_block(kind, dtype))
     total = len(directions) * n_blocks
     with device:
         out = cupy.empty((len(directions), n), dtype=dtype)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .random import PHILOX_M0, PHILOX_M1, StreamKey, _round_keys
+from ._philox import PHILOX_M0, PHILOX_M1, StreamKey, key_schedule, lanes_per_block
 
 __all__ = ["draw_numpy"]
 
@@ -35,7 +35,7 @@ def _philox_chunk(x, y, p, key: tuple[int, int]):
 
     Round: (x₀, x₁, x₂, x₃) ← (hi(M₁x₂) ⊕ x₁ ⊕ k₀, lo(M₁x₂), hi(M₀x₀) ⊕ x₃ ⊕ k₁, lo(M₀x₀)).
     """
-    for k0, k1 in _round_keys(*key):
+    for k0, k1 in key_schedule(*key):
         np.multiply(x[0], _M0, out=p[0])
         np.multiply(x[2], _M1, out=p[1])
         np.right_shift(p[1], _SHIFT32, out=y[0])
@@ -138,11 +138,15 @@ def _counter_chunks(directions: range, n_blocks: int):
             )
 
 
-def draw_numpy(kind: str, stream: StreamKey, directions: range, n: int, lanes: int, dtype) -> np.ndarray:
-    """(D, n) draws of `kind` ('uniform', 'normal', 'rademacher'), `lanes` elements per Philox block."""
+def draw_numpy(kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev) -> np.ndarray:
+    """(D, n) draws of `kind` ('uniform', 'normal', 'rademacher'), L elements per Philox block: the rows
+    of blocks 0..⌈n / L⌉ − 1, in chunks. `dev` is the CPU, NumPy's only device."""
+    lanes = lanes_per_block(kind, dtype)
     n_blocks = -(-n // lanes)
+    if len(directions) * n_blocks == 0:
+        return np.empty((len(directions), n), dtype=dtype)
     out = np.empty((len(directions) * n_blocks, lanes), dtype=dtype)
-    scratch = _Scratch(min(_CHUNK_BLOCKS, max(out.shape[0], 1)))
+    scratch = _Scratch(min(_CHUNK_BLOCKS, out.shape[0]))
     fill = _FILL[kind]
     for rows, block, direction in _counter_chunks(directions, n_blocks):
         size = rows.stop - rows.start

@@ -1,33 +1,40 @@
-"""Counter-based random numbers: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
-SC 2011) written in array-API integer operations, so the bits are identical on every backend.
+"""Counter-based random numbers, bit-identical on every backend: Philox4x32-10 in array-API integer
+operations (the generator and its formulas: `eggroll_np._philox`, whose public names this module re-exports).
 
-A draw is a pure function of a key and a counter. The package uses
+    stream = derive_key(seed, epoch, stream_id("layer.0.weight"))       # one leaf in one noise epoch
+    z = normal(xp, stream, range(k0, k1), n, dtype=xp.float32, dev=dev)  # (k1 − k0, n): directions k0..k1−1
 
-    key     = derive_key(seed, epoch, stream_id)                 (64 bits, from (seed, noise epoch, leaf id))
-    counter = (block, direction, stream_id, epoch mod 2³²)       (four 32-bit words)
+Row d of a draw is direction directions[d], and element e of a row depends only on (stream, direction, e),
+so one direction, or a prefix of one, can be rebuilt alone anywhere from a few integers.
 
-so any direction of any leaf in any noise epoch can be rebuilt alone, anywhere, from a few integers. The
-stream id and epoch also sit in the counter, so two streams stay distinct even if their derived keys collide.
-
-Element e of a direction's stream comes from block e // L, lane e % L, with L elements per 128-bit block:
-L = 4 for float32 uniforms and normals and for Rademacher signs, L = 2 for float64.
-
-- uniform, float32: u = top24(w)·2⁻²⁴ + 2⁻²⁵; float64: u = top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴. Never 0 (the top
-  value rounds to 1, harmless for Box–Muller: u₁ = 1 gives z = 0).
-- normal: Box–Muller, z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂). Equal across backends to a few ulp.
+- uniform: (0, 1], float32 top24(w)·2⁻²⁴ + 2⁻²⁵, float64 top53(w₀, w₁)·2⁻⁵³ + 2⁻⁵⁴ (never 0).
+- normal: Box–Muller, z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂); equal across backends to a few ulp.
 - rademacher: ±1 from the top bit of a word.
 
-Wrapping uint32 arithmetic is never needed: the Philox key schedule is computed on Python integers, and the
-32×32→64-bit products use uint64 where the backend has it or an exact 16-bit split where it does not
-(JAX without x64, array-api-strict's `no_x64` device). Both paths are tested to give identical bits.
+`draw` checks its arguments once, then takes the namespace's fast path (NumPy: chunked in-place ufuncs,
+`_random_numpy`; CuPy: one fused CUDA kernel, `_random_cupy`; JAX: two compiled kernels, `_random_jax`), or
+the portable array-API path on any other namespace; all give the same bits. A draw with n = 0 or an empty
+range of directions is an empty (D, n) array.
 """
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+import importlib
 
-from ._array_api import has_dtype, is_cupy_namespace, is_jax_namespace, is_numpy_namespace
+from . import _philox
+from ._array_api import is_cupy_namespace, is_jax_namespace, is_numpy_namespace
+from ._checks import choice, integer
+from ._philox import (
+    PHILOX_M0,
+    PHILOX_M1,
+    PHILOX_W0,
+    PHILOX_W1,
+    StreamKey,
+    derive_key,
+    philox4x32_10,
+    philox4x32_10_int,
+    stream_id,
+)
 
 __all__ = [
     "PHILOX_M0",
@@ -48,227 +55,67 @@ __all__ = [
     "uniform",
 ]
 
-PHILOX_M0 = 0xD2511F53
-PHILOX_M1 = 0xCD9E8D57
-PHILOX_W0 = 0x9E3779B9
-PHILOX_W1 = 0xBB67AE85
-_ROUNDS = 10
-_MASK32 = 0xFFFFFFFF
-_KEY_DOMAIN = 0x6567676B  # "eggk": separates key derivation from noise draws
+# Namespace predicate → (module, function) of its fast path; each takes (kind, stream, directions, n, *,
+# dtype, dev) with checked arguments and is imported on first use (a NumPy run never loads CuPy's kernels).
+_FAST_PATHS = (
+    (is_numpy_namespace, "._random_numpy", "draw_numpy"),
+    (is_cupy_namespace, "._random_cupy", "draw_cupy"),
+    (is_jax_namespace, "._random_jax", "draw_jax"),
+)
 
 
-def _round_keys(k0: int, k1: int) -> list[tuple[int, int]]:
-    """Philox key schedule: round j uses (k₀ + j·W₀, k₁ + j·W₁) mod 2³²."""
-    return [((k0 + j * PHILOX_W0) & _MASK32, (k1 + j * PHILOX_W1) & _MASK32) for j in range(_ROUNDS)]
+def _check_directions(directions) -> None:
+    expected = "a range with step 1 inside [0, 2**32)"
+    if not isinstance(directions, range):
+        raise TypeError(f"directions={directions!r} must be {expected}, not a {type(directions).__name__}")
+    if directions.step != 1 or not 0 <= directions.start < 2**32 or directions.stop > 2**32:
+        raise ValueError(f"directions={directions!r} must be {expected}")
 
 
-def philox4x32_10_int(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Philox4x32-10 on Python integers (host side: key derivation and reference)."""
-    x0, x1, x2, x3 = counter
-    for k0, k1 in _round_keys(*key):
-        p0 = PHILOX_M0 * x0
-        p1 = PHILOX_M1 * x2
-        x0, x1, x2, x3 = (p1 >> 32) ^ x1 ^ k0, p1 & _MASK32, (p0 >> 32) ^ x3 ^ k1, p0 & _MASK32
-    return x0, x1, x2, x3
+def _check_draw(xp, kind, directions, n, dtype) -> int:
+    """The checks of every draw (kind, directions, dtype, n); returns n as an int."""
+    choice("kind", kind, _philox.KINDS)
+    _check_directions(directions)
+    if dtype not in (xp.float32, xp.float64):
+        raise TypeError(f"dtype={dtype!r} must be float32 or float64 of {xp.__name__}")
+    return integer("n", n, minimum=0)
 
 
-def _mulhilo_wide(xp, x, multiplier: int, dev):
-    """(hi, lo) words of the 64-bit product x·M, through uint64."""
-    p = xp.astype(x, xp.uint64) * xp.asarray([multiplier], dtype=xp.uint64, device=dev)
-    hi = xp.astype(p >> 32, xp.uint32)
-    lo = xp.astype(p & xp.asarray([_MASK32], dtype=xp.uint64, device=dev), xp.uint32)
-    return hi, lo
+def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
+    """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher') of `dtype` (float32 or float64) on `dev`:
+    row d is direction directions[d] of the stream, element e comes from block e // L, lane e % L.
 
-
-def _mulhilo_split(xp, x, multiplier: int, dev):
-    """(hi, lo) words of the 64-bit product x·M from exact 16×16-bit partial products (no 64-bit types).
-
-    With x = xₕ·2¹⁶ + xₗ and M = Mₕ·2¹⁶ + Mₗ: mid = (xₗMₗ >> 16) + low16(xₗMₕ) + low16(xₕMₗ) < 3·2¹⁶,
-    hi = xₕMₕ + (xₗMₕ >> 16) + (xₕMₗ >> 16) + (mid >> 16), lo = (mid << 16) | low16(xₗMₗ).
+    TypeError: `directions` is not a range, `dtype` not float32 or float64, `kind` or `n` of a wrong type.
+    ValueError: an unknown `kind`, `directions` with a step other than 1 or outside [0, 2³²), `n` < 0.
     """
-    m_hi = xp.asarray([multiplier >> 16], dtype=xp.uint32, device=dev)
-    m_lo = xp.asarray([multiplier & 0xFFFF], dtype=xp.uint32, device=dev)
-    x_hi = x >> 16
-    x_lo = x & 0xFFFF
-    ll = x_lo * m_lo
-    lh = x_lo * m_hi
-    hl = x_hi * m_lo
-    mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)
-    hi = x_hi * m_hi + (lh >> 16) + (hl >> 16) + (mid >> 16)
-    lo = (mid << 16) | (ll & 0xFFFF)
-    return hi, lo
+    n = _check_draw(xp, kind, directions, n, dtype)
+    for is_backend, module, name in _FAST_PATHS:
+        if is_backend(xp):
+            fast_path = getattr(importlib.import_module(module, __package__), name)
+            return fast_path(kind, stream, directions, n, dtype=dtype, dev=dev)
+    return _philox.draw_portable(xp, kind, stream, directions, n, dtype=dtype, dev=dev)
 
 
-def _philox_rounds(xp, counter, round_keys, dev, wide: bool):
-    """Ten Philox rounds on uint32 arrays; round_keys is a (10, 2) uint32 array (traceable by a JIT)."""
-    mulhilo = _mulhilo_wide if wide else _mulhilo_split
-    x0, x1, x2, x3 = counter
-    for j in range(_ROUNDS):
-        hi0, lo0 = mulhilo(xp, x0, PHILOX_M0, dev)
-        hi1, lo1 = mulhilo(xp, x2, PHILOX_M1, dev)
-        x0, x1, x2, x3 = hi1 ^ x1 ^ round_keys[j, 0:1], lo1, hi0 ^ x3 ^ round_keys[j, 1:2], lo0
-    return x0, x1, x2, x3
+def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev, wide=None):
+    """`draw` in array-API operations only, on any namespace, with the same checks; `wide` as in
+    `philox4x32_10`."""
+    n = _check_draw(xp, kind, directions, n, dtype)
+    return _philox.draw_portable(xp, kind, stream, directions, n, dtype=dtype, dev=dev, wide=wide)
 
 
-def _wide(xp, dev, wide: bool | None) -> bool:
-    return has_dtype(xp, "uint64", dev) if wide is None else wide
-
-
-def philox4x32_10(xp, counter, key: tuple[int, int], dev, *, wide: bool | None = None):
-    """Philox4x32-10 on uint32 arrays: four counter words (broadcastable arrays) → four random words.
-
-    `wide` picks the 32×32→64 multiply: True through uint64, False through the 16-bit split; None chooses
-    uint64 when `xp` has it on `dev`.
-    """
-    round_keys = xp.asarray(_round_keys(*key), dtype=xp.uint32, device=dev)
-    return _philox_rounds(xp, counter, round_keys, dev, _wide(xp, dev, wide))
-
-
-class StreamKey(NamedTuple):
-    """Everything that names one random stream: the Philox key and the two constant counter words."""
-
-    key: tuple[int, int]
-    stream_id: int
-    epoch: int
-
-
-def stream_id(name: str) -> int:
-    """Stable 32-bit id of a leaf name (FNV-1a over its UTF-8 bytes): equal in every process and platform."""
-    h = 0x811C9DC5
-    for byte in name.encode("utf-8"):
-        h = ((h ^ byte) * 0x01000193) & _MASK32
-    return h
-
-
-def derive_key(seed: int, epoch: int, stream: int) -> StreamKey:
-    """Key for (seed, noise epoch, stream id): Philox4x32-10 of (stream, epoch_lo, epoch_hi, domain) under
-    the key (seed_lo, seed_hi), first two words. `seed` and `epoch` are integers in [0, 2⁶⁴)."""
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed={seed} must be an integer in [0, 2**64)")
-    if not 0 <= epoch < 2**64:
-        raise ValueError(f"noise epoch {epoch} must be an integer in [0, 2**64)")
-    words = philox4x32_10_int(
-        (stream & _MASK32, epoch & _MASK32, epoch >> 32, _KEY_DOMAIN), (seed & _MASK32, seed >> 32)
-    )
-    return StreamKey(key=(words[0], words[1]), stream_id=stream & _MASK32, epoch=epoch & _MASK32)
+def random_bits(xp, stream: StreamKey, directions: range, n_blocks: int, dev, *, wide: bool | None = None):
+    """The four Philox output words of counters (block b, direction d, stream id, epoch) for b < n_blocks and
+    d in `directions`, each a uint32 array of shape (D, n_blocks)."""
+    _check_directions(directions)
+    n_blocks = integer("n_blocks", n_blocks, minimum=0)
+    return _philox.random_bits(xp, stream, directions, n_blocks, dev, wide=wide)
 
 
 def stream_arrays(xp, stream: StreamKey, directions: range, dev):
     """A draw's integer inputs as uint32 arrays: round keys (10, 2), constant counter words (2,) and the
-    first direction (1,); with them, a draw is a pure array function (see `_draw`)."""
+    first direction (1,), so that the rest of a draw is a pure array function (traceable by a JIT)."""
     _check_directions(directions)
-    return (
-        xp.asarray(_round_keys(*stream.key), dtype=xp.uint32, device=dev),
-        xp.asarray([stream.stream_id, stream.epoch], dtype=xp.uint32, device=dev),
-        xp.asarray([directions.start], dtype=xp.uint32, device=dev),
-    )
-
-
-def _bits(xp, round_keys, constants, start, n_directions: int, n_blocks: int, dev, wide: bool):
-    """Philox words of counters (block, start + d, stream id, epoch) for d < n_directions, block < n_blocks."""
-    block = xp.reshape(xp.arange(n_blocks, dtype=xp.uint32, device=dev), (1, n_blocks))
-    direction = xp.reshape(xp.arange(n_directions, dtype=xp.uint32, device=dev), (n_directions, 1)) + start
-    zeros = xp.zeros((n_directions, n_blocks), dtype=xp.uint32, device=dev)
-    counter = (block + zeros, direction + zeros, constants[0:1], constants[1:2])
-    return _philox_rounds(xp, counter, round_keys, dev, wide)
-
-
-def random_bits(xp, stream: StreamKey, directions: range, n_blocks: int, dev, *, wide: bool | None = None):
-    """The four Philox output words for blocks 0..n_blocks-1 of each direction, each of shape (D, n_blocks)."""
-    arrays = stream_arrays(xp, stream, directions, dev)
-    return _bits(xp, *arrays, len(directions), n_blocks, dev, _wide(xp, dev, wide))
-
-
-def _check_directions(directions: range) -> None:
-    if not isinstance(directions, range) or directions.step != 1:
-        raise TypeError(f"directions must be a range with step 1, got {directions!r}")
-    if directions.start < 0 or directions.stop > 2**32:
-        raise ValueError(f"direction indices must lie in [0, 2**32), got {directions!r}")
-
-
-def _lanes_to_elements(xp, lanes, n: int):
-    """Interleave per-lane arrays (each (D, n_blocks)) into (D, n): element e = block e // L, lane e % L."""
-    stacked = xp.stack(lanes, axis=-1)
-    d, n_blocks, n_lanes = stacked.shape
-    flat = xp.reshape(stacked, (d, n_blocks * n_lanes))
-    return flat[:, :n]
-
-
-def _uniform_lanes(xp, words, dtype):
-    """Uniforms in (0, 1] from the four words: four float32 per block, or two float64 per block."""
-    if dtype == xp.float32:
-        return [xp.astype(w >> 8, xp.float32) * 2.0**-24 + 2.0**-25 for w in words]
-    w0, w1, w2, w3 = words
-    return [
-        (xp.astype(hi >> 5, xp.float64) * 2.0**26 + xp.astype(lo >> 6, xp.float64)) * 2.0**-53 + 2.0**-54
-        for hi, lo in ((w0, w1), (w2, w3))
-    ]
-
-
-def _normal_lanes(xp, words, dtype):
-    """Box–Muller on consecutive uniform pairs: z = √(−2 ln u₁)·(cos 2πu₂, sin 2πu₂)."""
-    u = _uniform_lanes(xp, words, dtype)
-    lanes = []
-    for u1, u2 in zip(u[0::2], u[1::2], strict=True):
-        radius = xp.sqrt(-2.0 * xp.log(u1))
-        angle = (2.0 * math.pi) * u2
-        lanes += [radius * xp.cos(angle), radius * xp.sin(angle)]
-    return lanes
-
-
-def _rademacher_lanes(xp, words, dtype):
-    """±1 from each word's top bit: +1 where it is 0, −1 where it is 1."""
-    return [1.0 - 2.0 * xp.astype(w >> 31, dtype) for w in words]
-
-
-_LANES = {"uniform": _uniform_lanes, "normal": _normal_lanes, "rademacher": _rademacher_lanes}
-
-
-def _lanes_per_block(xp, kind: str, dtype) -> int:
-    if dtype not in (xp.float32, xp.float64):
-        raise TypeError(f"random draws need dtype float32 or float64, got {dtype}")
-    return 2 if kind != "rademacher" and dtype == xp.float64 else 4
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in _LANES:
-        raise ValueError(f"unknown draw kind {kind!r}; use one of {sorted(_LANES)}")
-
-
-def _draw(xp, kind: str, round_keys, constants, start, n_directions: int, n: int, dtype, dev, wide: bool):
-    """(D, n) draws of `kind` from the stream arrays: array operations only, so a JIT can trace it."""
-    n_blocks = -(-n // _lanes_per_block(xp, kind, dtype))
-    words = _bits(xp, round_keys, constants, start, n_directions, n_blocks, dev, wide)
-    return _lanes_to_elements(xp, _LANES[kind](xp, words, dtype), n)
-
-
-def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev, wide=None):
-    """(D, n) draws of `kind` in array-API operations only; row d is direction directions[d] of the stream."""
-    _check_kind(kind)
-    arrays = stream_arrays(xp, stream, directions, dev)
-    return _draw(xp, kind, *arrays, len(directions), n, dtype, dev, _wide(xp, dev, wide))
-
-
-def draw(xp, kind: str, stream: StreamKey, directions: range, n: int, *, dtype, dev):
-    """(D, n) draws of `kind` ('uniform', 'normal' or 'rademacher'): NumPy takes its chunked in-place path,
-    CuPy one fused CUDA kernel, JAX two compiled kernels per shape, every other namespace the portable path."""
-    _check_kind(kind)
-    lanes = _lanes_per_block(xp, kind, dtype)
-    if is_numpy_namespace(xp):
-        _check_directions(directions)
-        from ._random_numpy import draw_numpy
-
-        return draw_numpy(kind, stream, directions, n, lanes, dtype)
-    if is_cupy_namespace(xp):
-        _check_directions(directions)
-        from ._random_cupy import draw_cupy
-
-        return draw_cupy(kind, stream, directions, n, lanes, dtype, dev)
-    if is_jax_namespace(xp):
-        from ._random_jax import draw_jax
-
-        return draw_jax(kind, stream, directions, n, dtype, dev)
-    return draw_portable(xp, kind, stream, directions, n, dtype=dtype, dev=dev)
+    return _philox.stream_arrays(xp, stream, directions, dev)
 
 
 def uniform(xp, stream: StreamKey, directions: range, n: int, *, dtype, dev):

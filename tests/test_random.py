@@ -1,6 +1,9 @@
 """The counter-based generator: known answers, identical bits everywhere, and the distributions."""
 
+import ast
+import inspect
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +11,8 @@ from helpers import BACKEND_NAMES, get_backend, np_of, ulp_distance
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eggroll_np import random
+from eggroll_np import _philox, _random_cupy, _random_jax, _random_numpy, random
+from eggroll_np._array_api import array_namespace
 
 KNOWN_ANSWERS = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -108,10 +112,10 @@ def test_uniform_conversion_maps_the_extreme_words_inside_the_unit_interval():
     """top24(w)·2⁻²⁴ + 2⁻²⁵: word 0 gives 2⁻²⁵, never 0; float64 word pair (0, 0) gives 2⁻⁵⁴."""
     xp = get_backend("numpy").xp
     words = [np.asarray([0, 0xFFFFFFFF], dtype=np.uint32) for _ in range(4)]
-    u32 = np.stack(random._uniform_lanes(xp, words, xp.float32))
+    u32 = np.stack(_philox._uniform_lanes(xp, words, xp.float32))
     assert u32.dtype == np.float32
     assert (u32[:, 0] == 2.0**-25).all() and (u32 > 0).all() and (u32 <= 1).all()
-    u64 = np.stack(random._uniform_lanes(xp, words, xp.float64))
+    u64 = np.stack(_philox._uniform_lanes(xp, words, xp.float64))
     assert (u64[:, 0] == 2.0**-54).all() and (u64 > 0).all() and (u64 <= 1).all()
 
 
@@ -178,8 +182,67 @@ def test_bad_generator_arguments_are_rejected_with_a_clear_message():
     with pytest.raises(TypeError, match="float32 or float64"):
         random.normal(np, random.derive_key(0, 0, 0), range(1), 4, dtype=np.int32, dev="cpu")
     for draw in (random.draw, random.draw_portable):
-        with pytest.raises(ValueError, match="unknown draw kind"):
+        with pytest.raises(ValueError, match="kind='cauchy' must be one of 'uniform', 'normal', 'rademacher'"):
             draw(np, "cauchy", random.derive_key(0, 0, 0), range(1), 4, dtype=np.float32, dev="cpu")
+
+
+BAD_DRAWS = [  # (kind, directions, n, dtype name, error, message)
+    ("cauchy", range(2), 4, "float32", ValueError, "kind='cauchy' must be one of"),
+    (None, range(2), 4, "float32", TypeError, "kind=None must be one of"),
+    ("normal", [0, 1], 4, "float32", TypeError, r"directions=\[0, 1\] must be a range with step 1 .*, not a list"),
+    ("normal", range(0, 4, 2), 4, "float32", ValueError, r"directions=range\(0, 4, 2\) must be a range with step 1"),
+    ("normal", range(-1, 2), 4, "float32", ValueError, r"directions=range\(-1, 2\) must be .* inside \[0, 2\*\*32\)"),
+    ("normal", range(2**32 - 1, 2**32 + 1), 4, "float32", ValueError, r"directions=range\(4294967295, 4294967297\)"),
+    ("uniform", range(2), 4, "int32", TypeError, "dtype=.*int32.* must be float32 or float64"),
+    ("rademacher", range(2), -1, "float32", ValueError, "n=-1 must be an integer ≥ 0"),
+    ("rademacher", range(2), 4.0, "float32", TypeError, "n=4.0 must be an integer ≥ 0, not a float"),
+]
+
+
+@pytest.mark.parametrize(("kind", "directions", "n", "dtype", "error", "message"), BAD_DRAWS)
+def test_draw_and_draw_portable_refuse_bad_arguments_alike(backend, kind, directions, n, dtype, error, message):
+    """One check for every path: the fast path of `draw` and the portable path raise the same error."""
+    stream = random.derive_key(0, 0, 0)
+    raised = []
+    for draw in (random.draw, random.draw_portable):
+        with pytest.raises(error, match=message) as caught:
+            draw(backend.xp, kind, stream, directions, n, dtype=getattr(backend.xp, dtype), dev=backend.device)
+        raised.append(str(caught.value))
+    assert raised[0] == raised[1]
+
+
+@pytest.mark.parametrize("kind", ["uniform", "normal", "rademacher"])
+def test_zero_size_draws_are_empty_arrays_on_every_backend(backend, kind):
+    """n = 0 or an empty range of directions (a leaf of size zero) gives an empty (D, n) array, no error."""
+    stream = random.derive_key(4, 1, random.stream_id("empty"))
+    for dtype in backend.float_dtypes:
+        for directions, n in ((range(0, 3), 0), (range(3, 3), 5), (range(7, 7), 0)):
+            for draw in (random.draw, random.draw_portable):
+                z = draw(backend.xp, kind, stream, directions, n, dtype=dtype, dev=backend.device)
+                assert z.shape == (len(directions), n) and z.dtype == dtype
+                assert array_namespace(z) is backend.xp
+    words = random.random_bits(backend.xp, stream, range(0, 3), 0, backend.device)
+    assert [w.shape for w in words] == [(3, 0)] * 4
+
+
+def _imports(module) -> set[tuple[int, str]]:
+    """(level, module) of every import statement in a module's source (level 0: absolute)."""
+    found = set()
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        if isinstance(node, ast.Import):
+            found |= {(0, alias.name) for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add((node.level, node.module or ""))
+    return found
+
+
+def test_the_portable_generator_imports_only_the_array_api_door_and_the_standard_library():
+    """No upward imports: `_philox` knows neither `random` nor the fast paths, which build on `_philox`."""
+    for level, name in _imports(_philox):
+        assert (level, name) == (1, "_array_api") or (level == 0 and name.split(".")[0] in sys.stdlib_module_names)
+    for fast_path in (_random_numpy, _random_cupy, _random_jax):
+        assert (1, "random") not in _imports(fast_path) and (1, "_philox") in _imports(fast_path)
+    assert random.derive_key is _philox.derive_key and random.StreamKey is _philox.StreamKey
 
 
 @pytest.mark.parametrize("kind", ["uniform", "normal", "rademacher"])

@@ -13,6 +13,8 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from helpers import exact_normals, get_backend, ulp_distance
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eggroll_np import _random_cupy, random
+from eggroll_np import _philox, _random_cupy, random
 
 KINDS = ("uniform", "normal", "rademacher")
 DTYPES = (np.float32, np.float64)
@@ -87,7 +89,7 @@ def kernels(tmp_path_factory):
 def _kernel_draw(lib, kind, stream, directions, n, dtype, launch=None):
     """(D, n) draws from the compiled kernel, launched as `launch` = (grid, block) or as draw_cupy would.
     The output sits between two guard runs of sentinels, which must come back untouched."""
-    lanes = random._lanes_per_block(np, kind, dtype)
+    lanes = _philox.lanes_per_block(kind, dtype)
     n_blocks = -(-n // lanes)
     total = len(directions) * n_blocks
     grid, block = launch or _random_cupy.launch_shape(total)
@@ -159,6 +161,48 @@ def test_grid_stride_loop_covers_every_block_under_any_launch(kernels, launch):
             reference = _kernel_draw(kernels, kind, stream, range(5, 12), 257, dtype)
             got = _kernel_draw(kernels, kind, stream, range(5, 12), 257, dtype, launch)
             np.testing.assert_array_equal(got, reference)
+
+
+def _stand_in_cupy(monkeypatch, lib) -> list[str]:
+    """Run draw_cupy without a GPU: a stand-in `cupy` whose device memory is NumPy's and whose kernels are the
+    CPU build of the source. Returns the list that each launch appends its kernel name to."""
+    launches = []
+
+    class Device:
+        id = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    def kernel(name, device_id):
+        def launch(grid, block, args):
+            launches.append(name)
+            out, *scalars = args
+            getattr(lib, f"launch_{name}")(grid[0], block[0], out.ctypes.data, *map(int, scalars))
+
+        return launch
+
+    monkeypatch.setitem(sys.modules, "cupy", SimpleNamespace(cuda=SimpleNamespace(Device=Device), empty=np.empty))
+    monkeypatch.setattr(_random_cupy, "_kernel", kernel)
+    return launches
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_draw_cupy_gives_the_portable_draws_and_launches_nothing_for_an_empty_draw(kernels, monkeypatch, kind):
+    """draw_cupy's own arguments (lanes, blocks, counter words) reach the kernel right; a draw with n = 0 or
+    no directions is an empty (D, n) array without a launch."""
+    launches = _stand_in_cupy(monkeypatch, kernels)
+    stream = random.derive_key(6, 9, random.stream_id("w"))
+    for dtype in DTYPES:
+        got = _random_cupy.draw_cupy(kind, stream, range(5, 9), 37, dtype=dtype, dev=None)
+        _assert_same_draws(kind, got, stream, range(5, 9), 37, dtype)
+        for directions, n in ((range(0, 3), 0), (range(3, 3), 5), (range(3, 3), 0)):
+            empty = _random_cupy.draw_cupy(kind, stream, directions, n, dtype=dtype, dev=None)
+            assert empty.shape == (len(directions), n) and empty.dtype == dtype
+    assert launches == [_random_cupy.kernel_name(kind, dtype) for dtype in DTYPES]
 
 
 def test_launch_shape_has_256_threads_per_block_and_caps_the_grid():
