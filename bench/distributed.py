@@ -1,12 +1,12 @@
 """Distributed evaluation: generations per second with 1 and 2 workers, and bytes per generation against the
 parameter count, measured side by side in one run.
 
-Throughput. The fitness is a member-wise black box that costs real CPU time: a linear policy (2×4 weights
-and 2 biases) steering a cart-pole-like system for --steps Euler steps in plain Python (about 3 ms per member
-at 400 steps here). Each evaluator is started once, outside the timing, and then runs its own chain of
-generations (`evaluator.step`: evaluate, then tell on the driver). The evaluators are interleaved within every
-repeat (the order rotates), each timed over --generations generations; the table gives the median
-generations per second and the speedup over the same evaluator kind with 1 worker:
+Throughput. The fitness is a member-wise black box, given to the evaluators as `per_member(fn)`, that costs
+real CPU time: a linear policy (2×4 weights and 2 biases) steering a cart-pole-like system for --steps Euler
+steps in plain Python (about 3 ms per member at 400 steps here). Each evaluator is started once, outside the
+timing, and then runs its own chain of generations (`evaluator.step`: evaluate, then tell on the driver). The
+evaluators are interleaved within every repeat (the order rotates), each timed over --generations generations;
+the table gives the median generations per second and the speedup over the same evaluator kind with 1 worker:
 
     local      LocalEvaluator, in the driver's process (the reference)
     pool × w   ProcessPoolEvaluator with w worker processes (the params travel every generation)
@@ -40,7 +40,7 @@ import time
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np.distributed import LocalEvaluator, ProcessPoolEvaluator, RayEvaluator
+from eggroll_np.distributed import LocalEvaluator, ProcessPoolEvaluator, RayEvaluator, per_member
 
 STEPS = 400
 
@@ -81,7 +81,7 @@ def log(message: str) -> None:
 
 def throughput(args) -> None:
     es, start = make_strategy(args.population)
-    fitness = functools.partial(balance_time, steps=args.steps)
+    fitness = per_member(functools.partial(balance_time, steps=args.steps))
     evaluators = {"local": LocalEvaluator(es, fitness)}
     for workers in (1, 2):
         evaluators[f"pool x {workers}"] = ProcessPoolEvaluator(es, fitness, workers=workers)
@@ -121,7 +121,8 @@ def traffic(args) -> None:
     print(f"{'parameters':>11} {'first call (state) B':>21} {'per generation B':>17}")
     for side in args.sides:
         es, state = make_strategy(args.population, shape=(side, side))
-        with RayEvaluator(es, lambda params: -float(np.mean(params["w"] ** 2)), workers=2) as evaluator:
+        fitness = per_member(lambda params: -float(np.mean(params["w"] ** 2)))
+        with RayEvaluator(es, fitness, workers=2) as evaluator:
             for _ in range(3):
                 state, _, _ = evaluator.step(state)
             record = evaluator.traffic

@@ -10,7 +10,8 @@ products, about a millisecond of CPU: the kind of fitness that is worth spreadin
 
 What it shows:
 
-- one member's parameters in, one number out: `fitness(params)` knows nothing of the strategy;
+- one member's parameters in, one number out: `pendulum_return(params)` knows nothing of the strategy, and
+  `per_member(pendulum_return)` makes it the slice fitness the evaluators call (a picklable object);
 - `--evaluator local | pool | ray` picks `LocalEvaluator`, `ProcessPoolEvaluator` or `RayEvaluator`, and
   `evaluator.step(state)` runs one generation with any of them;
 - every evaluator gives the same final parameters for the same seed, to the last bit: the script prints a
@@ -42,7 +43,7 @@ import time
 import numpy as np
 
 import eggroll_np as egg
-from eggroll_np.distributed import LocalEvaluator, ProcessPoolEvaluator
+from eggroll_np.distributed import LocalEvaluator, ProcessPoolEvaluator, per_member
 
 HIDDEN, STEPS, DT = 16, 200, 0.05
 
@@ -78,13 +79,14 @@ def fingerprint(params: dict) -> str:
 
 
 def make_evaluator(args, es):
+    fitness = per_member(pendulum_return)
     if args.evaluator == "local":
-        return LocalEvaluator(es, pendulum_return)
+        return LocalEvaluator(es, fitness)
     if args.evaluator == "pool":
-        return ProcessPoolEvaluator(es, pendulum_return, workers=args.workers)
+        return ProcessPoolEvaluator(es, fitness, workers=args.workers)
     from eggroll_np.distributed import RayEvaluator
 
-    return RayEvaluator(es, pendulum_return, workers=args.workers, address=args.address)
+    return RayEvaluator(es, fitness, workers=args.workers, address=args.address)
 
 
 def main(argv: list[str] | None = None) -> float:

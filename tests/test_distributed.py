@@ -1,12 +1,14 @@
 """Distributed evaluation: local, process-pool and Ray evaluators agree bit for bit; Ray replicas survive a
 killed worker, resync on a fingerprint mismatch and on foreign states, exchange O(N) bytes per generation
-whatever the model size, and fitness errors reach the driver with the member and its traceback."""
+whatever the model size, and fitness errors reach the driver with the member and its traceback; per_member
+adapts a function of one member's params, naming the exact member that failed."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -16,7 +18,15 @@ import pytest
 from hypothesis import given
 
 import eggroll_np as egg
-from eggroll_np.distributed import FitnessError, LocalEvaluator, ProcessPoolEvaluator, RayEvaluator, split_members
+from eggroll_np.distributed import (
+    FitnessError,
+    LocalEvaluator,
+    ProcessPoolEvaluator,
+    RayEvaluator,
+    per_member,
+    split_members,
+)
+from eggroll_np.distributed.evaluators import evaluate_members
 from eggroll_np.distributed.ray_cluster import init_ray
 
 GENERATIONS = 5
@@ -65,9 +75,9 @@ def run(evaluator, state, generations=GENERATIONS):
     return state
 
 
-def reference_params(fitness, kind="member", **strategy):
+def reference_params(fitness, **strategy):
     es, state = make_strategy(**strategy)
-    return run(LocalEvaluator(es, fitness, kind), state).params
+    return run(LocalEvaluator(es, fitness), state).params
 
 
 def assert_same_params(actual: dict, expected: dict) -> None:
@@ -91,34 +101,90 @@ def test_split_members_covers_the_population_in_balanced_ranges(population, part
         assert all(r.start % 2 == 0 and r.stop % 2 == 0 for r in ranges)
 
 
-@pytest.mark.parametrize("kind, fitness", [("member", quadratic), ("slice", quadratic_slice)])
-def test_process_pool_matches_local(kind, fitness):
+FITNESSES = [pytest.param(per_member(quadratic), id="per_member"), pytest.param(quadratic_slice, id="slice")]
+
+
+def test_per_member_and_slice_fitness_give_different_runs():
+    """So that the comparisons below compare something: the two fitness functions lead to different params."""
+    assert not np.array_equal(reference_params(per_member(quadratic))["w"], reference_params(quadratic_slice)["w"])
+
+
+@pytest.mark.parametrize("fitness", FITNESSES)
+def test_process_pool_matches_local(fitness):
     es, state = make_strategy()
-    with ProcessPoolEvaluator(es, fitness, kind, workers=2) as evaluator:
-        assert_same_params(run(evaluator, state).params, reference_params(fitness, kind))
+    with ProcessPoolEvaluator(es, fitness, workers=2) as evaluator:
+        assert_same_params(run(evaluator, state).params, reference_params(fitness))
 
 
-def test_process_pool_refuses_a_fitness_it_cannot_send():
+@pytest.mark.parametrize("fitness", [lambda pop: np.zeros(len(pop)), per_member(lambda params: 0.0)])
+def test_process_pool_refuses_a_fitness_it_cannot_send(fitness):
     es, _ = make_strategy()
     with pytest.raises(TypeError, match="cannot be sent to worker processes"):
-        ProcessPoolEvaluator(es, lambda params: 0.0, workers=2)
+        ProcessPoolEvaluator(es, fitness, workers=2)
+
+
+def test_process_pool_accepts_numpy_integers():
+    es, _ = make_strategy()
+    with ProcessPoolEvaluator(es, quadratic_slice, workers=np.int64(1)) as evaluator:
+        assert evaluator.workers == 1 and type(evaluator.workers) is int
+
+
+BAD_SETTINGS = [
+    (ProcessPoolEvaluator, {"workers": "2"}, TypeError, "workers='2' must be an integer ≥ 1, not a str"),
+    (ProcessPoolEvaluator, {"workers": 0}, ValueError, "workers=0 must be an integer ≥ 1"),
+    (ProcessPoolEvaluator, {"workers": 1.5}, TypeError, "workers=1.5 must be an integer ≥ 1, not a float"),
+    (RayEvaluator, {"workers": "2"}, TypeError, "workers='2' must be an integer ≥ 1, not a str"),
+    (RayEvaluator, {"workers": 0}, ValueError, "workers=0 must be an integer ≥ 1"),
+    (RayEvaluator, {"check_every": 1.5}, TypeError, "check_every=1.5 must be an integer ≥ 1, not a float"),
+    (RayEvaluator, {"check_every": 0}, ValueError, "check_every=0 must be an integer ≥ 1"),
+    (RayEvaluator, {"max_restarts": -1}, ValueError, "max_restarts=-1 must be an integer ≥ 0"),
+    (RayEvaluator, {"max_restarts": True}, TypeError, "max_restarts=True must be an integer ≥ 0, not a bool"),
+    (RayEvaluator, {"cpus_per_worker": -1}, ValueError, "cpus_per_worker=-1.0 must be a finite number > 0"),
+    (RayEvaluator, {"cpus_per_worker": 0}, ValueError, "cpus_per_worker=0.0 must be a finite number > 0"),
+    (RayEvaluator, {"cpus_per_worker": "1"}, TypeError, "cpus_per_worker='1' must be a finite number > 0, not a str"),
+    (RayEvaluator, {"start_timeout": float("nan")}, ValueError, "start_timeout=nan must be a finite number > 0"),
+    (RayEvaluator, {"start_timeout": float("inf")}, ValueError, "start_timeout=inf must be a finite number > 0"),
+    (LocalEvaluator, {"kind": "slice"}, TypeError, "unexpected keyword argument 'kind'"),
+    (ProcessPoolEvaluator, {"kind": "member"}, TypeError, "unexpected keyword argument 'kind'"),
+    (RayEvaluator, {"kind": "member"}, TypeError, "unexpected keyword argument 'kind'"),
+]
 
 
 @pytest.mark.parametrize(
-    "bad, error", [(dict(kind="members"), ValueError), (dict(workers=0), ValueError), (dict(workers=1.5), TypeError)]
+    "evaluator, bad, error, message", BAD_SETTINGS, ids=[f"{e.__name__}-{b}" for e, b, *_ in BAD_SETTINGS]
 )
-def test_evaluators_reject_bad_settings(bad, error):
+def test_evaluators_reject_bad_settings_with_the_argument_named(evaluator, bad, error, message):
+    """Checked before any worker starts: none of these reaches Ray or a process pool."""
     es, _ = make_strategy()
-    with pytest.raises(error, match=r"kind=|workers="):
-        ProcessPoolEvaluator(es, quadratic, **bad)
+    with pytest.raises(error, match=re.escape(message)):
+        evaluator(es, quadratic_slice, **bad)
 
 
 def test_evaluators_need_a_strategy_and_a_callable():
     es, _ = make_strategy()
-    with pytest.raises(TypeError, match="EGGROLL strategy"):
-        LocalEvaluator(object(), quadratic)
-    with pytest.raises(TypeError, match="callable"):
+    with pytest.raises(TypeError, match=r"es=<object object at .*> must be an EGGROLL strategy, not a object"):
+        LocalEvaluator(object(), quadratic_slice)
+    with pytest.raises(TypeError, match=re.escape("fitness=3.0 must be callable, not a float")):
         LocalEvaluator(es, 3.0)
+    with pytest.raises(TypeError, match=re.escape("fn=3.0 must be callable, not a float")):
+        per_member(3.0)
+
+
+def test_per_member_pickles_and_evaluates_as_before():
+    es, state = make_strategy()
+    pop = es.ask(state, members=range(4, 8))
+    adapter = per_member(quadratic)
+    copy = pickle.loads(pickle.dumps(adapter))
+    assert type(copy) is per_member and copy.fn is quadratic and repr(copy) == f"per_member({quadratic!r})"
+    expected = [quadratic(es.ask(state).member(i)) for i in range(4, 8)]
+    np.testing.assert_array_equal(copy(pop), np.array(expected, dtype=np.float64))
+
+
+def test_slice_fitness_may_return_a_sequence_of_the_slice_length_only():
+    es, state = make_strategy()
+    np.testing.assert_array_equal(LocalEvaluator(es, lambda pop: [0.5] * len(pop))(state), np.full(16, 0.5))
+    with pytest.raises(ValueError, match=re.escape("must return 4 values for members [4, 8), got shape (3,)")):
+        evaluate_members(es, state, range(4, 8), lambda pop: [0.5] * 3)
 
 
 def test_fitness_error_pickles_with_its_fields():
@@ -133,6 +199,47 @@ def first_time(marker: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+class FailsOnMember:
+    """Member-wise fitness that raises on the member whose W equals `w`."""
+
+    def __init__(self, w: np.ndarray):
+        self.w = w
+
+    def __call__(self, params: dict) -> float:
+        if np.array_equal(params["w"], self.w):
+            raise ValueError("the simulator diverged")
+        return quadratic(params)
+
+
+def test_per_member_names_the_exact_member_of_a_slice_that_does_not_start_at_0():
+    es, state = make_strategy()
+    state = run(LocalEvaluator(es, per_member(quadratic)), state, 1)
+    fails = FailsOnMember(es.ask(state).member(5)["w"])
+    with pytest.raises(FitnessError) as caught:
+        evaluate_members(es, state, range(4, 8), per_member(fails))
+    assert (caught.value.member, caught.value.generation) == (5, 1)
+    assert "ValueError: the simulator diverged" in caught.value.details
+
+    def slice_fitness(pop):  # the same failure, raised by a slice function: reported for the slice's start
+        return [fails(pop.member(i)) for i in range(len(pop))]
+
+    with pytest.raises(FitnessError) as caught:
+        evaluate_members(es, state, range(4, 8), slice_fitness)
+    assert (caught.value.member, caught.value.generation) == (4, 1)
+    assert "ValueError: the simulator diverged" in caught.value.details
+
+
+def test_a_fitness_error_raised_by_a_slice_function_passes_through_as_is():
+    es, state = make_strategy()
+
+    def slice_fitness(pop):
+        raise FitnessError(pop.offset + 2, pop.generation, "the simulator's own report")
+
+    with pytest.raises(FitnessError) as caught:
+        evaluate_members(es, state, range(4, 8), slice_fitness)
+    assert (caught.value.member, caught.value.generation, caught.value.details) == (6, 0, "the simulator's own report")
 
 
 class FailsOnceOnMember:
@@ -150,33 +257,35 @@ class FailsOnceOnMember:
 EVALUATORS = {"local": LocalEvaluator, "pool": ProcessPoolEvaluator, "ray": RayEvaluator}
 
 
+@pytest.mark.parametrize("member", [5, 13])  # with 2 workers: in the slice [0, 8), or in [8, 16)
 @pytest.mark.parametrize("name", ["local", "pool", pytest.param("ray", marks=pytest.mark.ray)])
-def test_fitness_errors_name_the_member_keep_the_traceback_and_the_run_goes_on(name, request, tmp_path):
+def test_fitness_errors_name_the_member_keep_the_traceback_and_the_run_goes_on(name, member, request, tmp_path):
     if name == "ray":
         request.getfixturevalue("ray_instance")
     es, state = make_strategy()
-    state = run(LocalEvaluator(es, quadratic), state, 1)
-    fitness = FailsOnceOnMember(es.ask(state).member(5)["w"], tmp_path / "failed")
+    state = run(LocalEvaluator(es, per_member(quadratic)), state, 1)
+    fitness = per_member(FailsOnceOnMember(es.ask(state).member(member)["w"], tmp_path / "failed"))
     with EVALUATORS[name](es, fitness, **({} if name == "local" else {"workers": 2})) as evaluator:
         with pytest.raises(FitnessError) as caught:
             evaluator.step(state)
         error = caught.value
-        assert (error.member, error.generation) == (5, 1)
+        assert (error.member, error.generation) == (member, 1)
         assert "ValueError: the simulator diverged" in error.details
-        assert "in __call__" in error.details and 'raise ValueError("the simulator diverged")' in error.details
-        assert "member 5 of generation 1" in str(error)
+        origin = r'test_distributed\.py", line \d+, in __call__\n +raise ValueError\("the simulator diverged"\)'
+        assert re.search(origin, error.details)
+        assert f"member {member} of generation 1" in str(error)
         final = run(evaluator, state, GENERATIONS - 1)  # the same state again: the failure changed nothing
-    assert_same_params(final.params, reference_params(quadratic))
+    assert_same_params(final.params, reference_params(per_member(quadratic)))
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("kind, fitness", [("member", quadratic), ("slice", quadratic_slice)])
-def test_ray_matches_local(ray_instance, kind, fitness):
+@pytest.mark.parametrize("fitness", FITNESSES)
+def test_ray_matches_local(ray_instance, fitness):
     es, state = make_strategy()
-    with RayEvaluator(es, fitness, kind, workers=2) as evaluator:
+    with RayEvaluator(es, fitness, workers=np.int64(2)) as evaluator:
         final = run(evaluator, state)
         traffic = evaluator.traffic
-    assert_same_params(final.params, reference_params(fitness, kind))
+    assert_same_params(final.params, reference_params(fitness))
     assert traffic.loads == 2 and traffic.restarts == 0 and traffic.mismatches == 0
     assert traffic.state_loads[1:] == [0] * (GENERATIONS - 1)
     with pytest.raises(RuntimeError, match="closed"):
@@ -201,17 +310,17 @@ class DiesOnce:
 def test_ray_killed_worker_gives_the_same_result(ray_instance, tmp_path):
     es, state = make_strategy()
     # Each of the 2 replicas evaluates 8 members per generation: call 20 falls in the middle of generation 2.
-    with RayEvaluator(es, DiesOnce(tmp_path / "died", after=20), workers=2) as evaluator:
+    with RayEvaluator(es, per_member(DiesOnce(tmp_path / "died", after=20)), workers=2) as evaluator:
         final = run(evaluator, state)
         traffic = evaluator.traffic
     assert (tmp_path / "died").exists()
     assert traffic.restarts == 1 and traffic.loads == 3
-    assert_same_params(final.params, reference_params(quadratic))
+    assert_same_params(final.params, reference_params(per_member(quadratic)))
 
 
 def traffic_of_run(shape, population_size, generations=3):
     es, state = make_strategy(shape=shape, population_size=population_size)
-    with RayEvaluator(es, quadratic, workers=2, check_every=1000) as evaluator:
+    with RayEvaluator(es, per_member(quadratic), workers=2, check_every=1000) as evaluator:
         run(evaluator, state, generations)
         return evaluator.traffic
 
@@ -252,12 +361,13 @@ def drifting_adam(driver_pid: int) -> egg.optim.Optimizer:
 def test_ray_replicas_that_drift_are_caught_by_the_fingerprint_and_resynced(ray_instance):
     optimizer = drifting_adam(os.getpid())
     es, state = make_strategy(optimizer=optimizer, shaping="zscore")
-    with RayEvaluator(es, quadratic, workers=2, check_every=1) as evaluator:
+    with RayEvaluator(es, per_member(quadratic), workers=2, check_every=1) as evaluator:
         final = run(evaluator, state)
         traffic = evaluator.traffic
     # Every generation after the first, both replicas' tells drift and are reloaded: the result is exact.
     assert traffic.mismatches == 2 * (GENERATIONS - 1)
-    assert_same_params(final.params, reference_params(quadratic, optimizer=optimizer, shaping="zscore"))
+    expected = reference_params(per_member(quadratic), optimizer=optimizer, shaping="zscore")
+    assert_same_params(final.params, expected)
 
 
 @pytest.mark.ray
@@ -266,17 +376,17 @@ def test_ray_drift_between_checks_goes_unseen(ray_instance):
     driver, and the run differs from the local one (with z-scores: ranks would hide a drift this small)."""
     optimizer = drifting_adam(os.getpid())
     es, state = make_strategy(optimizer=optimizer, shaping="zscore")
-    with RayEvaluator(es, quadratic, workers=2, check_every=1000) as evaluator:
+    with RayEvaluator(es, per_member(quadratic), workers=2, check_every=1000) as evaluator:
         final = run(evaluator, state)
         assert evaluator.traffic.mismatches == 0
-    expected = reference_params(quadratic, optimizer=optimizer, shaping="zscore")
+    expected = reference_params(per_member(quadratic), optimizer=optimizer, shaping="zscore")
     assert not np.array_equal(final.params["w"], expected["w"])
 
 
 @pytest.mark.ray
 def test_ray_resumes_from_a_checkpoint_to_the_same_result(ray_instance, tmp_path):
     es, state = make_strategy()
-    with RayEvaluator(es, quadratic, workers=2) as evaluator:
+    with RayEvaluator(es, per_member(quadratic), workers=2) as evaluator:
         state = run(evaluator, state, 2)
         egg.save(tmp_path / "run.npz", state)
         resumed = egg.load(tmp_path / "run.npz")
@@ -284,7 +394,7 @@ def test_ray_resumes_from_a_checkpoint_to_the_same_result(ray_instance, tmp_path
         traffic = evaluator.traffic
     # A loaded state is not the one the replicas hold: it is sent in full once, then the run goes on.
     assert traffic.loads == 4 and traffic.state_loads[3:] == [0] * (GENERATIONS - 3)
-    assert_same_params(final.params, reference_params(quadratic))
+    assert_same_params(final.params, reference_params(per_member(quadratic)))
 
 
 @pytest.mark.ray
@@ -294,7 +404,7 @@ def test_ray_says_when_workers_cannot_import_the_fitness(ray_instance, tmp_path,
     module = importlib.import_module("private_fitness")
     es, _ = make_strategy()
     with pytest.raises(RuntimeError, match=r"(?s)could not start its replica.*No module named .private_fitness."):
-        RayEvaluator(es, module.fitness, workers=2)
+        RayEvaluator(es, per_member(module.fitness), workers=2)
     sys.modules.pop("private_fitness")
 
 
@@ -302,17 +412,4 @@ def test_ray_says_when_workers_cannot_import_the_fitness(ray_instance, tmp_path,
 def test_ray_says_when_the_cluster_cannot_place_the_replicas(ray_instance):
     es, _ = make_strategy()
     with pytest.raises(RuntimeError, match=r"only 0 of 1 Ray replicas started within 2 s.*fewer workers"):
-        RayEvaluator(es, quadratic, workers=1, cpus_per_worker=3, start_timeout=2)
-
-
-def test_ray_evaluator_rejects_bad_settings():
-    es, _ = make_strategy()
-    for bad, message in [
-        ({"check_every": 0}, "check_every"),
-        ({"max_restarts": -1}, "max_restarts"),
-        ({"cpus_per_worker": 0}, "cpus_per_worker"),
-        ({"start_timeout": float("nan")}, "start_timeout"),
-        ({"workers": 0}, "workers"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            RayEvaluator(es, quadratic, **bad)
+        RayEvaluator(es, quadratic_slice, workers=1, cpus_per_worker=np.float64(3), start_timeout=np.int64(2))

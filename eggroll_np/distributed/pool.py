@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from ..strategy import EGGROLL, EggrollState
-from .common import Evaluator, available_cores, check_workers, evaluate_members, host_tree, split_members
+from .evaluators import Evaluator, available_cores, check_workers, evaluate_members, host_tree, split_members
 
 __all__ = ["ProcessPoolEvaluator"]
 
@@ -23,25 +23,27 @@ _WORKER: dict = {}
 
 
 def _start_worker(payload: bytes) -> None:
-    _WORKER["es"], _WORKER["fitness"], _WORKER["kind"] = pickle.loads(payload)
+    _WORKER["es"], _WORKER["fitness"] = pickle.loads(payload)
 
 
 def _evaluate_part(params: dict, generation: int, members: range) -> np.ndarray:
     state = EggrollState(params=params, opt_state=None, generation=generation)
-    return evaluate_members(_WORKER["es"], state, members, _WORKER["fitness"], _WORKER["kind"])
+    return evaluate_members(_WORKER["es"], state, members, _WORKER["fitness"])
 
 
 class ProcessPoolEvaluator(Evaluator):
     """Evaluates the population in `workers` processes (default: one per core), one member range each.
 
-    The strategy and the fitness function must pickle (module-level functions, the package's own schedules
-    and optimizers); processes start with the "spawn" method, safe beside threads."""
+    fitness(a Population of consecutive members) → one value per member; wrap a function of one member's
+    params as `per_member(fn)`. The strategy and the fitness function must pickle (module-level functions,
+    `per_member` of one, the package's own schedules and optimizers); processes start with the "spawn"
+    method, safe beside threads."""
 
-    def __init__(self, es: EGGROLL, fitness: Callable, kind: str = "member", workers: int | None = None):
-        super().__init__(es, fitness, kind)
+    def __init__(self, es: EGGROLL, fitness: Callable, *, workers: int | None = None):
+        super().__init__(es, fitness)
         self.workers = check_workers(workers) or available_cores()
         try:
-            payload = pickle.dumps((es, fitness, self.kind))
+            payload = pickle.dumps((es, fitness))
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise TypeError(
                 f"the strategy or the fitness function cannot be sent to worker processes ({exc}); define the "

@@ -1,6 +1,6 @@
 """The Ray evaluator: replicas of the strategy state on Ray actors, exchanging only fitness scalars.
 
-Every replica holds (es, fitness, kind) and a host (NumPy) copy of the state. One generation, driver ⇄
+Every replica holds (es, fitness) and a host (NumPy) copy of the state. One generation, driver ⇄
 replica j, for a state S_t the driver reached by `step`:
 
     driver → j : (t, F_{t−1} (N scalars), members [a_j, b_j), fingerprint wanted?)
@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..strategy import EGGROLL, EggrollState, _check_int
-from .common import (
+from .. import _checks
+from ..strategy import EGGROLL, EggrollState
+from .evaluators import (
     Evaluator,
     FitnessError,
     check_workers,
@@ -52,8 +53,8 @@ class Traffic(NamedTuple):
 class _Replica:
     """A Ray actor's state: the strategy, the fitness function and a host copy of the strategy state."""
 
-    def __init__(self, es: EGGROLL, fitness: Callable, kind: str):
-        self.es, self.fitness, self.kind = es, fitness, kind
+    def __init__(self, es: EGGROLL, fitness: Callable):
+        self.es, self.fitness = es, fitness
         self.state: EggrollState | None = None
 
     def load(self, state: EggrollState) -> None:
@@ -70,7 +71,7 @@ class _Replica:
             held = None if self.state is None else self.state.generation
             raise RuntimeError(f"replica holds generation {held}, asked for {generation}: driver bookkeeping bug")
         fingerprint = params_fingerprint(self.state.params) if want_fingerprint else None
-        return evaluate_members(self.es, self.state, members, self.fitness, self.kind), fingerprint
+        return evaluate_members(self.es, self.state, members, self.fitness), fingerprint
 
 
 class _Holding(NamedTuple):
@@ -112,6 +113,8 @@ class RayEvaluator(Evaluator):
     same fitness as the driver, and only fitness scalars travel. Any other state (a loaded checkpoint, one
     the caller edited or told itself) is sent to the replicas in full at the next call, once.
 
+    fitness: a Population of consecutive members → one value per member; `per_member(fn)` for a function of
+    one member's params.
     address: a Ray cluster to connect to ("auto", "ray://host:10001", "host:6379"); None starts a local
     instance unless Ray is already initialized in this process (then that connection is used).
     workers: number of replica actors (default: the cluster's CPUs divided by `cpus_per_worker`).
@@ -131,7 +134,6 @@ class RayEvaluator(Evaluator):
         self,
         es: EGGROLL,
         fitness: Callable,
-        kind: str = "member",
         *,
         workers: int | None = None,
         address: str | None = None,
@@ -142,13 +144,12 @@ class RayEvaluator(Evaluator):
         actor_options: dict | None = None,
         init_options: dict | None = None,
     ):
-        super().__init__(es, fitness, kind)
-        check_workers(workers)
-        check_every = _check_int("check_every", check_every, 1)
-        max_restarts = _check_int("max_restarts", max_restarts, 0)
-        for name, value in (("cpus_per_worker", cpus_per_worker), ("start_timeout", start_timeout)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
-                raise ValueError(f"{name}={value!r}; give a positive number")
+        super().__init__(es, fitness)
+        workers = check_workers(workers)
+        check_every = _checks.integer("check_every", check_every, 1)
+        max_restarts = _checks.integer("max_restarts", max_restarts, 0)
+        cpus_per_worker = _checks.real("cpus_per_worker", cpus_per_worker, 0, above=True)
+        start_timeout = _checks.real("start_timeout", start_timeout, 0, above=True)
         try:
             import ray
         except ImportError:
@@ -189,7 +190,7 @@ class RayEvaluator(Evaluator):
             raise RuntimeError(_start_failure(error)) from None
 
     def _new_actor(self):
-        return self._actor_class.remote(self.es, self.fitness, self.kind)
+        return self._actor_class.remote(self.es, self.fitness)
 
     @property
     def traffic(self) -> Traffic:
