@@ -7,6 +7,7 @@ the standard lacks. Public functions infer `xp` from their inputs; private ones 
 from __future__ import annotations
 
 import math
+from importlib import import_module
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from array_api_compat import (
 )
 
 __all__ = [
+    "BACKENDS",
     "array_namespace",
     "as_namespace_array",
+    "backend_namespace",
     "device",
     "dtype_name",
     "has_dtype",
@@ -164,3 +167,56 @@ def sum_of_squares(xp, arrays) -> Array:
 def prod(shape) -> int:
     """Number of elements of a shape tuple."""
     return math.prod(shape)
+
+
+def _modules(backend: str, needs: str, *names: str) -> list:
+    """The modules `names` that a backend needs, or an ImportError saying what to pip install (`needs`)."""
+    try:
+        return [import_module(name) for name in names]
+    except ImportError:
+        raise ImportError(f"--backend {backend} needs {needs}") from None
+
+
+def _numpy_backend():
+    import array_api_compat.numpy as xp
+
+    return xp, "cpu"
+
+
+def _cupy_backend():
+    xp, cupy = _modules("cupy", "CuPy: pip install 'eggroll-np[cuda12]' (or [cuda13])", "array_api_compat.cupy", "cupy")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except cupy.cuda.runtime.CUDARuntimeError as exc:
+        count, reason = 0, f" ({exc})"
+    else:
+        reason = ""
+    if count < 1:
+        raise ValueError(f"--backend cupy needs a CUDA device, and CuPy finds none{reason}; use --backend numpy")
+    return xp, cupy.cuda.Device()
+
+
+def _jax_backend():
+    xp, jax = _modules("jax", "JAX: pip install 'jax[cpu]' (or a CUDA build)", "jax.numpy", "jax")
+    return xp, jax.devices()[0]
+
+
+def _array_api_strict_backend():
+    (xp,) = _modules("array_api_strict", "array-api-strict: pip install array-api-strict", "array_api_strict")
+    return xp, xp.__array_namespace_info__().default_device()
+
+
+BACKENDS = {
+    "numpy": _numpy_backend,
+    "cupy": _cupy_backend,
+    "jax": _jax_backend,
+    "array_api_strict": _array_api_strict_backend,
+}
+
+
+def backend_namespace(name: str):
+    """(xp, device) of a backend named in `BACKENDS`: NumPy on the CPU, CuPy on the current GPU, JAX's
+    default device, array-api-strict's default device."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]()

@@ -16,116 +16,96 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from . import checkpoint
+from . import NAN_POLICIES, checkpoint
+from ._array_api import BACKENDS
+from ._checks import integer, real
 from .noise import NOISE_KINDS
+from .optim import OPTIMIZERS
 from .shaping import SHAPINGS
-from .strategy import NAN_POLICIES
 from .tasks import TASKS, task_class
-from .training import BACKENDS, CHECKPOINT, DTYPES, LR_SCHEDULES, OPTIMIZERS, make_strategy, train
+from .training import CHECKPOINT, DEFAULTS, DTYPES, LR_SCHEDULES, run_config, train
 
 __all__ = ["main"]
 
 RESUME_MAY_CHANGE = {"generations", "quiet", "progress"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def _default_note(dest: str) -> str:
+    """' (default X)' where every task starts from X, else each task's default ('digits default 64; ...')."""
+    values = {task: run_config(task, {}).get(dest) for task in TASKS}
+    values = {task: value for task, value in values.items() if value is not None}
+    if len(values) == len(TASKS) and len(set(map(repr, values.values()))) == 1:
+        return f" (default {next(iter(values.values()))})"
+    return " (" + "; ".join(f"{task} default {value}" for task, value in values.items()) + ")"
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
+def _checked(dest: str, check: Callable, **bounds) -> Callable[[str], Any]:
+    """An argparse type: the text as an int (check=_checks.integer) or a float (_checks.real), then checked by
+    `check` with `bounds` under the name of its config key `dest`."""
+    parse, what = (int, "an integer") if check is integer else (float, "a number")
 
-
-def _number(minimum: float, inclusive: bool):
-    def parse(text: str) -> float:
+    def convert(text: str):
         try:
-            value = float(text)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            bound = f"≥ {minimum}" if inclusive else f"> {minimum}"
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number {bound}")
-        return value
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            return check(dest, value, **bounds)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    return parse
+    return convert
+
+
+def _flag(group, *flags: str, help: str, dest: str | None = None, note: bool = True, **kwargs) -> None:
+    """Add a flag storing config key `dest` (by default the first flag's name), its help ending in its defaults
+    (unless `note` is False); `check` with `minimum` (and `above`) makes a checked number of it."""
+    dest = dest or flags[0][2:].replace("-", "_")
+    if "check" in kwargs:
+        bounds = {k: kwargs.pop(k) for k in ("minimum", "above") if k in kwargs}
+        kwargs["type"] = _checked(dest, kwargs.pop("check"), **bounds)
+    group.add_argument(*flags, dest=dest, help=help + (_default_note(dest) if note else ""), **kwargs)
 
 
 def _strategy_flags(parser: argparse.ArgumentParser) -> None:
     """The flags every task shares; their defaults are None so a task's own defaults apply."""
     group = parser.add_argument_group("strategy (defaults depend on the task: see `eggroll-np tasks`)")
-    group.add_argument("--population", type=_positive_int, help="population size N (even: antithetic pairs)")
-    group.add_argument("--sigma", type=_number(0.0, False), help="perturbation scale σ")
-    group.add_argument("--rank", type=_positive_int, help="rank r of each matrix perturbation")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer of the ES gradient")
-    group.add_argument("--lr", dest="learning_rate", type=_number(0.0, True), help="learning rate")
-    group.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule")
-    group.add_argument(
-        "--lr-decay-generations",
-        type=_positive_int,
-        help="generations the cosine schedule takes (default: --generations of the new run)",
-    )
-    group.add_argument("--momentum", type=_number(0.0, True), help="SGD momentum (default 0)")
-    group.add_argument("--weight-decay", type=_number(0.0, True), help="AdamW decoupled weight decay (default 0.01)")
-    group.add_argument("--shaping", choices=sorted(SHAPINGS), help="fitness shaping")
-    group.add_argument("--group-size", type=_non_negative_int, help="group size of the group shapings")
-    group.add_argument("--noise-reuse", type=_non_negative_int, help="keep noise for k generations (0: never resample)")
-    group.add_argument("--noise", choices=NOISE_KINDS, help="distribution of the low-rank factors (default gaussian)")
-    group.add_argument(
-        "--antithetic",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="pair member 2k (+ε) with 2k+1 (−ε) (default: on)",
-    )
-    group.add_argument("--nan-policy", choices=NAN_POLICIES, help="non-finite fitness: raise (default) or worst")
-    group.add_argument("--generations", type=_positive_int, help="generations in total (on --resume too)")
-    group.add_argument("--seed", type=_non_negative_int, help="seed of the noise, the data order and the init")
+    population = "population size N (even: antithetic pairs)"
+    _flag(group, "--population", "--population-size", dest="population_size", check=integer, minimum=1, help=population)
+    _flag(group, "--sigma", check=real, minimum=0.0, above=True, help="perturbation scale σ")
+    _flag(group, "--rank", check=integer, minimum=1, help="rank r of each matrix perturbation")
+    _flag(group, "--optimizer", choices=list(OPTIMIZERS), help="optimizer of the ES gradient")
+    _flag(group, "--lr", dest="learning_rate", check=real, minimum=0.0, help="learning rate")
+    _flag(group, "--lr-schedule", choices=list(LR_SCHEDULES), help="learning-rate schedule")
+    decay = "generations the cosine schedule takes (default: --generations of the new run)"
+    _flag(group, "--lr-decay-generations", check=integer, minimum=1, note=False, help=decay)
+    _flag(group, "--momentum", check=real, minimum=0.0, help="SGD momentum")
+    _flag(group, "--weight-decay", check=real, minimum=0.0, help="AdamW decoupled weight decay")
+    _flag(group, "--shaping", choices=list(SHAPINGS), help="fitness shaping")
+    _flag(group, "--group-size", check=integer, minimum=0, help="group size of the group shapings")
+    _flag(group, "--noise-reuse", check=integer, minimum=0, help="keep noise for k generations (0: never resample)")
+    _flag(group, "--noise", choices=list(NOISE_KINDS), help="distribution of the low-rank factors")
+    antithetic = "pair member 2k (+ε) with 2k+1 (−ε)"
+    _flag(group, "--antithetic", action=argparse.BooleanOptionalAction, default=None, help=antithetic)
+    _flag(group, "--nan-policy", choices=list(NAN_POLICIES), help="what non-finite fitness does")
+    _flag(group, "--generations", check=integer, minimum=1, help="generations in total (on --resume too)")
+    _flag(group, "--seed", check=integer, minimum=0, help="seed of the noise, the data order and the init")
     run = parser.add_argument_group("run")
-    run.add_argument("--backend", choices=BACKENDS, help="array library (default numpy)")
-    run.add_argument("--dtype", choices=DTYPES, help="parameter dtype (default float32)")
+    _flag(run, "--backend", choices=list(BACKENDS), help="array library")
+    _flag(run, "--dtype", choices=DTYPES, help="parameter dtype")
     run.add_argument("--out", type=Path, help="run directory (default runs/TASK-TIMESTAMP)")
-    run.add_argument("--eval-every", type=_positive_int, help="evaluate the mean params every k generations")
-    run.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every k generations (default 100)")
+    _flag(run, "--eval-every", check=integer, minimum=1, help="evaluate the mean params every k generations")
+    _flag(run, "--checkpoint-every", check=integer, minimum=1, help="checkpoint every k generations")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     run.add_argument("--quiet", action="store_true", default=None, help="print only the final result")
-    run.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar (default: when stderr is a terminal)",
-    )
-
-
-COMMON_DEFAULTS = dict(
-    lr_schedule="constant",
-    momentum=0.0,
-    noise="gaussian",
-    antithetic=True,
-    nan_policy="raise",
-    weight_decay=0.01,
-    group_size=0,
-    noise_reuse=1,
-    seed=0,
-    backend="numpy",
-    dtype="float32",
-    checkpoint_every=100,
-)
+    progress = "progress bar (default: when stderr is a terminal)"
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=progress)
 
 
 def _task_options() -> dict:
@@ -145,10 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     _strategy_flags(train_parser)
     group = train_parser.add_argument_group("task options")
     for name, owners in _task_options().items():
-        defaults = "; ".join(f"{task} default {option.default}" for task, option in owners)
-        group.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=owners[0][1].type, help=f"{owners[0][1].help} ({defaults})"
-        )
+        _flag(group, "--" + name.replace("_", "-"), type=owners[0][1].type, help=owners[0][1].help)
     plot_parser = commands.add_parser("plot", help="draw a run's learning curves into RUN_DIR/curves.png")
     plot_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     commands.add_parser("tasks", help="list the tasks and their default settings")
@@ -161,18 +138,11 @@ def _given(args: argparse.Namespace) -> dict:
 
 
 def _new_config(args: argparse.Namespace, task: str) -> dict:
-    cls = task_class(task)
-    foreign = sorted(set(_given(args)) & set(_task_options()) - {o.name for o in cls.options})
+    foreign = sorted(set(_given(args)) & set(_task_options()) - {o.name for o in task_class(task).options})
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
         raise ValueError(f"{flags} is not an option of the {task} task; see `eggroll-np tasks`")
-    config = {"task": task, **COMMON_DEFAULTS, **cls.defaults}
-    config.update({o.name: o.default for o in cls.options})
-    config.update({k: v for k, v in _given(args).items() if k not in {"quiet", "progress"}})
-    config["eval_every"] = min(config["eval_every"], config["generations"])
-    config.setdefault("lr_decay_generations", config["generations"])
-    make_strategy(config)  # settings the flags cannot check alone (odd population, group size, ...)
-    return config
+    return run_config(task, {k: v for k, v in _given(args).items() if k not in {"quiet", "progress"}})
 
 
 def _resume_config(args: argparse.Namespace) -> dict:
@@ -222,6 +192,7 @@ def _tasks() -> int:
         cls = task_class(name)
         options = ", ".join(f"--{o.name.replace('_', '-')} {o.default}" for o in cls.options)
         print(f"{name}: {cls.summary}\n  defaults: {json.dumps(cls.defaults)}\n  options: {options}")
+    print(f"every task, where its own defaults and the flags set nothing: {json.dumps(DEFAULTS)}")
     return 0
 
 

@@ -10,104 +10,221 @@ A run directory holds
     curves.png       learning curves, written at the end (`plotting`)
     summary.json     the final evaluation and the run's speed
 
+A run goes in three steps, which `train` composes: `open_run` builds everything from the config (and
+refuses bad input before it writes anything), `run_generations` runs the loop, `finish_run` writes the
+summary and the plot. The strategy's settings are stored under EGGROLL's own keyword names.
+
 Everything a generation computes is a function of (config, state, generation), so resuming from a
 checkpoint at generation k and running to 2k gives the same bits as running to 2k at once.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import checkpoint
-from ._array_api import has_dtype
-from .optim import adam, adamw, sgd
+from ._array_api import backend_namespace, has_dtype
+from ._checks import choice
+from .optim import OPTIMIZERS, Optimizer
 from .schedules import constant, cosine
-from .strategy import EGGROLL
+from .strategy import EGGROLL, EggrollState
 from .tasks import task_class
 
-__all__ = ["BACKENDS", "DTYPES", "LR_SCHEDULES", "OPTIMIZERS", "backend_namespace", "make_strategy", "train"]
+__all__ = [
+    "DEFAULTS",
+    "DTYPES",
+    "LR_SCHEDULES",
+    "STRATEGY_KEYS",
+    "Run",
+    "finish_run",
+    "make_optimizer",
+    "make_strategy",
+    "open_run",
+    "run_config",
+    "run_generations",
+    "train",
+]
 
-BACKENDS = ("numpy", "cupy", "jax")
 DTYPES = ("float32", "float64")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
 COSINE_FLOOR = 0.05  # the cosine schedule ends at 5 % of the learning rate
+# Each schedule from a config: cosine runs over lr_decay_generations, fixed when the run starts, so extending
+# a run on resume continues at the final rate.
+LR_SCHEDULES = {
+    "constant": lambda config: constant(config["learning_rate"]),
+    "cosine": lambda config: cosine(config["learning_rate"], config["lr_decay_generations"], COSINE_FLOOR),
+}
+_EGGROLL_PARAMETERS = inspect.signature(EGGROLL).parameters
+# EGGROLL's keywords a config holds (the optimizer is built from the config; a leaf policy has no JSON form).
+STRATEGY_KEYS = tuple(name for name in _EGGROLL_PARAMETERS if name not in {"optimizer", "policy"})
+# The settings of every run that its task and the command line leave open: EGGROLL's own defaults, then these.
+DEFAULTS = {
+    **{name: _EGGROLL_PARAMETERS[name].default for name in STRATEGY_KEYS},
+    "optimizer": "adam",
+    "lr_schedule": "constant",
+    "momentum": 0.0,
+    "weight_decay": 0.01,
+    "backend": "numpy",
+    "dtype": "float32",
+    "checkpoint_every": 100,
+}
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
 
 
-def backend_namespace(name: str):
-    """(xp, device) of a backend name: NumPy on the CPU, CuPy on the current GPU, JAX's default device."""
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-
-        return xp, "cpu"
-    if name == "cupy":
-        try:
-            import array_api_compat.cupy as xp
-            import cupy
-        except ImportError:
-            raise ImportError("--backend cupy needs CuPy: pip install 'eggroll-np[cuda12]' (or [cuda13])") from None
-        try:
-            count = cupy.cuda.runtime.getDeviceCount()
-        except cupy.cuda.runtime.CUDARuntimeError as exc:
-            count, reason = 0, f" ({exc})"
-        else:
-            reason = ""
-        if count < 1:
-            raise ValueError(f"--backend cupy needs a CUDA device, and CuPy finds none{reason}; use --backend numpy")
-        return xp, cupy.cuda.Device()
-    if name == "jax":
-        try:
-            import jax
-            import jax.numpy as xp
-        except ImportError:
-            raise ImportError("--backend jax needs JAX: pip install 'jax[cpu]' (or a CUDA build)") from None
-        return xp, jax.devices()[0]
-    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+def run_config(task: str, settings: dict) -> dict:
+    """The full configuration of a new run of `task`: `DEFAULTS`, the task's defaults and options, then
+    `settings`; eval_every is cut to generations, and lr_decay_generations defaults to generations."""
+    cls = task_class(task)
+    config = {"task": task, **DEFAULTS, **cls.defaults, **{o.name: o.default for o in cls.options}, **settings}
+    config["eval_every"] = min(config["eval_every"], config["generations"])
+    config.setdefault("lr_decay_generations", config["generations"])
+    return config
 
 
-def _learning_rate(config: dict):
-    """The learning-rate schedule: constant, or cosine from the rate to 5 % of it over lr_decay_generations
-    (fixed when the run starts, so extending a run on resume continues at the final rate)."""
-    if config["lr_schedule"] == "constant":
-        return constant(config["learning_rate"])
-    if config["lr_schedule"] == "cosine":
-        return cosine(config["learning_rate"], config["lr_decay_generations"], COSINE_FLOOR)
-    raise ValueError(f"unknown lr_schedule {config['lr_schedule']!r}; choose one of {', '.join(LR_SCHEDULES)}")
+def make_optimizer(config: dict) -> Optimizer:
+    """The factory of `optim.OPTIMIZERS` that config["optimizer"] names, called with the learning-rate
+    schedule of `LR_SCHEDULES` and every other of its parameters that the config holds (momentum, ...)."""
+    factory = OPTIMIZERS[choice("optimizer", config["optimizer"], OPTIMIZERS)]
+    rate = LR_SCHEDULES[choice("lr_schedule", config["lr_schedule"], LR_SCHEDULES)](config)
+    names = [k for k in inspect.signature(factory).parameters if k in config and k != "learning_rate"]
+    return factory(learning_rate=rate, **{k: config[k] for k in names})
 
 
 def make_strategy(config: dict) -> EGGROLL:
-    """The EGGROLL strategy a config describes."""
-    rate = _learning_rate(config)
-    optimizers = {
-        "adam": lambda: adam(rate),
-        "adamw": lambda: adamw(rate, weight_decay=config["weight_decay"]),
-        "sgd": lambda: sgd(rate, momentum=config["momentum"]),
+    """The EGGROLL strategy a config describes: the settings `STRATEGY_KEYS` and `make_optimizer(config)`."""
+    return EGGROLL(**{k: config[k] for k in STRATEGY_KEYS}, optimizer=make_optimizer(config))
+
+
+@dataclass
+class Run:
+    """An open run: its config and directory, the task and strategy built from the config, the state so far,
+    the last generation's metrics record, the generation it was opened at, and the seconds it has run."""
+
+    config: dict
+    run_dir: Path
+    task: Any
+    strategy: EGGROLL
+    state: EggrollState
+    record: dict
+    opened_at: int
+    seconds: float = 0.0
+
+
+def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
+    """Refuse a config without every key a run of its task reads (one written by an older version, say)."""
+    expected = set(run_config(config.get("task"), {}))
+    missing, unread = sorted(expected - set(config)), sorted(set(config) - expected)
+    if not missing:
+        return
+    keys = ", ".join(map(repr, missing)) + (f" (it has {', '.join(map(repr, unread))} instead)" if unread else "")
+    if resume:
+        raise ValueError(
+            f"{str(run_dir)!r} was written by an older version of eggroll-np: its configuration has no {keys}; "
+            "start a new run"
+        )
+    raise ValueError(f"the configuration has no {keys}; build it with training.run_config")
+
+
+def open_run(config: dict, run_dir, resume: bool = False) -> Run:
+    """Build the run a config describes in `run_dir` (new, or resumed from its checkpoint), refusing bad input
+    before anything in run_dir is written; then write config.json and prepare metrics.jsonl: a new run's
+    generation-0 line (the evaluation of the initial parameters), or on resume the lines up to the checkpoint's
+    generation (a crash may have logged generations after it)."""
+    run_dir = Path(run_dir)
+    _check_keys(config, run_dir, resume)
+    xp, device = backend_namespace(config["backend"])
+    if not has_dtype(xp, choice("dtype", config["dtype"], DTYPES), device):
+        raise ValueError(
+            f"--backend {config['backend']} has no {config['dtype']} on {device} (JAX needs JAX_ENABLE_X64=1 for "
+            "64-bit types); use --dtype float32"
+        )
+    es = make_strategy(config)
+    task = task_class(config["task"])(config, xp, device, getattr(xp, config["dtype"]))
+    if resume:
+        state = checkpoint.load(run_dir / CHECKPOINT, xp=xp, device=device)
+        record = {"generation": state.generation}
+        lines = _read_metrics(run_dir / METRICS, state.generation)
+    else:
+        state = es.init(task.init_params(config["seed"]))
+        record = {"generation": 0, **task.evaluate(state.params)}
+        lines = [json.dumps(record)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / METRICS).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return Run(config, run_dir, task, es, state, record, state.generation)
+
+
+def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[str], None] = print) -> None:
+    """Run generations up to config["generations"]: ask, fitness, tell, a metrics line each, an evaluation every
+    `eval_every` and a checkpoint every `checkpoint_every` generations and after the last, and a progress report.
+
+    progress: a tqdm bar on stderr (None: only when stderr is a terminal); without it, one line per
+    evaluation goes to `echo`."""
+    config, task, es = run.config, run.task, run.strategy
+    total = config["generations"]
+    bar = _progress_bar(total, run.state.generation, sys.stderr.isatty() if progress is None else progress)
+    start, first = time.perf_counter(), run.state.generation
+    with (run.run_dir / METRICS).open("a", encoding="utf-8") as log:
+        for generation in range(run.state.generation, total):
+            pop = es.ask(run.state)
+            run.state, info = es.tell(run.state, pop, task.fitness(pop, generation))
+            run.record = _record(run.state.generation, info)
+            evaluate = run.state.generation % config["eval_every"] == 0 or run.state.generation == total
+            if evaluate:
+                run.record.update(task.evaluate(run.state.params))
+            log.write(json.dumps(run.record) + "\n")
+            log.flush()
+            if run.state.generation % config["checkpoint_every"] == 0 or run.state.generation == total:
+                checkpoint.save(run.run_dir / CHECKPOINT, run.state, {"config": config})
+            _report(bar, echo, run.record, task.metric, evaluate, start, run.state.generation - first)
+    if bar is not None:
+        bar.close()
+    run.seconds += time.perf_counter() - start
+
+
+def finish_run(run: Run, *, echo: Callable[[str], None] = print) -> dict:
+    """Write summary.json (the last record, evaluating the state if no generation ran) and curves.png;
+    returns the summary."""
+    if run.task.metric not in run.record:  # resumed with nothing left to run: report the state as it is
+        run.record.update(run.task.evaluate(run.state.params))
+    done = run.state.generation - run.opened_at
+    summary = {
+        "task": run.config["task"],
+        "generations": run.state.generation,
+        "metric": run.task.metric,
+        "metric_goal": run.task.metric_goal,
+        **{k: v for k, v in run.record.items() if k != "generation"},
+        "seconds": run.seconds,
+        "generations_per_second": done / run.seconds if run.seconds > 0 else None,
     }
-    if config["optimizer"] not in optimizers:
-        raise ValueError(f"unknown optimizer {config['optimizer']!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return EGGROLL(
-        population_size=config["population"],
-        sigma=config["sigma"],
-        rank=config["rank"],
-        optimizer=optimizers[config["optimizer"]](),
-        shaping=config["shaping"],
-        group_size=config["group_size"],
-        noise_reuse=config["noise_reuse"],
-        noise=config["noise"],
-        antithetic=config["antithetic"],
-        maximize=config["maximize"],
-        seed=config["seed"],
-        nan_policy=config["nan_policy"],
-    )
+    (run.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _plot(run.run_dir, echo)
+    return summary
+
+
+def train(
+    config: dict,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict:
+    """Run (or resume) the training a config describes in `run_dir`: `open_run`, `run_generations` (see it for
+    `progress` and `echo`), `finish_run`; returns the summary."""
+    run = open_run(config, run_dir, resume)
+    run_generations(run, progress=progress, echo=echo)
+    return finish_run(run, echo=echo)
 
 
 def _read_metrics(path: Path, up_to: int) -> list[str]:
-    """The metric lines of generations ≤ up_to (a crash may have logged generations after the checkpoint)."""
+    """The metric lines of generations ≤ up_to; a line cut short by a crash ends the log."""
     if not path.exists():
         return []
     kept = []
@@ -115,7 +232,7 @@ def _read_metrics(path: Path, up_to: int) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            break  # a line cut short by a crash ends the log
+            break
         if record.get("generation", up_to + 1) <= up_to:
             kept.append(line)
     return kept
@@ -133,77 +250,6 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 def _record(generation: int, info: dict) -> dict:
     return {"generation": generation, **{k: float(v) for k, v in info.items()}}
-
-
-def train(
-    config: dict,
-    run_dir: Path,
-    *,
-    resume: bool = False,
-    progress: bool | None = None,
-    echo: Callable[[str], None] = print,
-) -> dict:
-    """Run (or resume) the training a config describes in `run_dir`; returns the summary.
-
-    progress: a tqdm bar on stderr (None: only when stderr is a terminal); without it, one line per
-    evaluation goes to `echo`. The state is checkpointed every `checkpoint_every` generations and at the end.
-    """
-    run_dir = Path(run_dir)
-    xp, device = backend_namespace(config["backend"])
-    if not has_dtype(xp, config["dtype"], device):
-        raise ValueError(
-            f"--backend {config['backend']} has no {config['dtype']} on {device} (JAX needs JAX_ENABLE_X64=1 for "
-            "64-bit types); use --dtype float32"
-        )
-    dtype = getattr(xp, config["dtype"])
-    task = task_class(config["task"])(config, xp, device, dtype)
-    es = make_strategy(config)
-    metrics_path = run_dir / METRICS
-    if resume:
-        state = checkpoint.load(run_dir / CHECKPOINT, xp=xp, device=device)
-        kept = _read_metrics(metrics_path, state.generation)
-        metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        state = es.init(task.init_params(config["seed"]))
-        start_record = {"generation": 0, **task.evaluate(state.params)}
-        metrics_path.write_text(json.dumps(start_record) + "\n", encoding="utf-8")
-    (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    total = config["generations"]
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    bar = _progress_bar(total, state.generation, show_bar)
-    start, first = time.perf_counter(), state.generation
-    record = {"generation": state.generation}
-    if state.generation >= total:  # nothing left to run: report the state as it is
-        record.update(task.evaluate(state.params))
-    with metrics_path.open("a", encoding="utf-8") as log:
-        for generation in range(state.generation, total):
-            pop = es.ask(state)
-            state, info = es.tell(state, pop, task.fitness(pop, generation))
-            record = _record(state.generation, info)
-            evaluate = state.generation % config["eval_every"] == 0 or state.generation == total
-            if evaluate:
-                record.update(task.evaluate(state.params))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            if state.generation % config["checkpoint_every"] == 0 or state.generation == total:
-                checkpoint.save(run_dir / CHECKPOINT, state, {"config": config})
-            _report(bar, echo, record, task.metric, evaluate, start, state.generation - first)
-    if bar is not None:
-        bar.close()
-    elapsed = time.perf_counter() - start
-    summary = {
-        "task": config["task"],
-        "generations": state.generation,
-        "metric": task.metric,
-        "metric_goal": task.metric_goal,
-        **{k: v for k, v in record.items() if k != "generation"},
-        "seconds": elapsed,
-        "generations_per_second": (state.generation - first) / elapsed if elapsed > 0 else None,
-    }
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _plot(run_dir, echo)
-    return summary
 
 
 def _report(bar, echo, record: dict, metric: str, evaluated: bool, start: float, done: int) -> None:

@@ -60,7 +60,7 @@ def episode_returns(envs, policy, seed: int) -> np.ndarray:
     return returns
 
 
-def greedy_policy(model, ops, shared: bool | None = None):
+def greedy_policy(model, ops, shared: bool = True):
     """obs (n, 4) → actions (n,): argmax of the logits of `ops`, a population (one row per member, so
     shared=False) or `egg.MeanOps` (the mean parameters on every row)."""
 

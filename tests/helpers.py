@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from eggroll_np import random
-from eggroll_np._array_api import to_numpy
+from eggroll_np._array_api import backend_namespace, to_numpy
 
 
 class Backend(NamedTuple):
@@ -54,28 +54,11 @@ def cuda_unavailable() -> str | None:
 
 
 def _make_backend(name: str) -> Backend:
-    if name == "numpy":
-        import array_api_compat.numpy as xp
-
-        return Backend(name, xp, "cpu")
-    if name == "strict":
-        return Backend(name, array_api_strict, array_api_strict.Device("CPU_DEVICE"))
     if name == "strict_no_x64":
         return Backend(name, array_api_strict, array_api_strict.Device("no_x64"))
-    if name == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        return Backend(name, jnp, jax.devices("cpu")[0])
-    if name == "cupy":
-        reason = cuda_unavailable()
-        if reason:
-            pytest.skip(reason)
-        import array_api_compat.cupy as xp
-        import cupy
-
-        return Backend(name, xp, cupy.cuda.Device(0))
-    raise ValueError(name)
+    if name == "cupy" and cuda_unavailable():
+        pytest.skip(cuda_unavailable())
+    return Backend(name, *backend_namespace({"strict": "array_api_strict"}.get(name, name)))
 
 
 BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax"]

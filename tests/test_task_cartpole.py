@@ -13,19 +13,14 @@ gymnasium = pytest.importorskip("gymnasium")
 from helpers import get_backend  # noqa: E402
 
 from eggroll_np._array_api import to_numpy  # noqa: E402
-from eggroll_np.cli import COMMON_DEFAULTS  # noqa: E402
 from eggroll_np.tasks import task_class  # noqa: E402
 from eggroll_np.tasks.cartpole import CartPoleTask, episode_returns, make_cartpole  # noqa: E402
-from eggroll_np.training import make_strategy, train  # noqa: E402
+from eggroll_np.training import make_strategy, run_config, train  # noqa: E402
 
 
 def _config(**overrides) -> dict:
-    """A full run configuration as the command line builds it: common settings, the task's defaults and
-    options, then `overrides`."""
-    config = {"task": "cartpole", **COMMON_DEFAULTS, **CartPoleTask.defaults}
-    config.update({option.name: option.default for option in CartPoleTask.options})
-    config.update(overrides)
-    return config
+    """A full run configuration as the command line builds it, with `overrides`."""
+    return run_config("cartpole", overrides)
 
 
 def _setup(backend_name="numpy", **overrides):
@@ -43,12 +38,12 @@ def _always_left(obs):
 
 def test_the_registry_names_the_task():
     assert task_class("cartpole") is CartPoleTask
-    assert CartPoleTask.defaults["population"] % 2 == 0  # antithetic pairs
+    assert CartPoleTask.defaults["population_size"] % 2 == 0  # antithetic pairs
 
 
 @pytest.mark.parametrize("backend_name", ["numpy", "strict_no_x64"])
 def test_fitness_is_an_n_vector_of_integer_returns_in_1_to_max_steps(backend_name):
-    task, es, state = _setup(backend_name, population=32, max_steps=200)
+    task, es, state = _setup(backend_name, population_size=32, max_steps=200)
     pop = es.ask(state)
     fitness = task.fitness(pop, 0)
     assert fitness.shape == (32,)
@@ -60,10 +55,10 @@ def test_fitness_is_an_n_vector_of_integer_returns_in_1_to_max_steps(backend_nam
 
 
 def test_fitness_is_a_pure_function_of_params_and_generation():
-    task, es, state = _setup(population=32)
+    task, es, state = _setup(population_size=32)
     pop = es.ask(state)
     first = to_numpy(task.fitness(pop, 5))
-    other_task, _, _ = _setup(population=32)
+    other_task, _, _ = _setup(population_size=32)
     np.testing.assert_array_equal(to_numpy(task.fitness(pop, 5)), first)
     np.testing.assert_array_equal(to_numpy(other_task.fitness(pop, 5)), first)
     assert not np.array_equal(to_numpy(task.fitness(pop, 6)), first)  # another generation, other episodes
@@ -106,15 +101,15 @@ def test_evaluate_reports_the_mean_and_min_return_over_the_eval_episodes():
 
 
 def test_a_population_of_another_size_is_refused():
-    task, _, _ = _setup(population=16)
-    _, es, state = _setup(population=8)
-    with pytest.raises(ValueError, match="--population 16; got 8 members"):
+    task, _, _ = _setup(population_size=16)
+    _, es, state = _setup(population_size=8)
+    with pytest.raises(ValueError, match="population_size=16; got 8"):
         task.fitness(es.ask(state), 0)
 
 
 def test_a_short_training_run_writes_metrics_and_resumes_exactly(tmp_path):
     config = _config(
-        population=16, hidden=8, max_steps=100, eval_episodes=4, generations=6, eval_every=2, checkpoint_every=2
+        population_size=16, hidden=8, max_steps=100, eval_episodes=4, generations=6, eval_every=2, checkpoint_every=2
     )
     summary = train(config, tmp_path / "whole", progress=False, echo=lambda _: None)
     records = [json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]

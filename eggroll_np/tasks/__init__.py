@@ -2,10 +2,11 @@
 evaluation, and names the settings that suit it.
 
 A task is a class with
-- `name`, `summary`, `metric` (the evaluation's headline number) and `metric_goal` (None or a value the
-  default run should reach);
-- `defaults`: strategy settings that suit it (population, sigma, rank, optimizer, learning_rate, shaping,
-  generations, eval_every, maximize), overridable from the command line;
+- `summary`, `metric` (the evaluation's headline number) and `metric_goal` (None or a value the default run
+  should reach); its name is its key in `TASKS`;
+- `defaults`: the run settings that suit it where they differ from `training.DEFAULTS` (population_size,
+  sigma, optimizer, learning_rate, generations, eval_every, ...: config keys, EGGROLL's keyword names for
+  the strategy's settings), overridable from the command line;
 - `options`: its own `Option`s (command-line flags with defaults);
 - `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
 - `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`

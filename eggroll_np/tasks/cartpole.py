@@ -23,6 +23,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._array_api import to_numpy
+from .._checks import integer
 from ..models import MLP
 from ..ops import MeanOps
 from . import Option
@@ -69,21 +70,10 @@ def _reset_seed(*entropy: int) -> int:
 
 
 class CartPoleTask:
-    name = "cartpole"
     summary = "MLP policy on Gymnasium's CartPole-v1, one environment per member (goal: return 500)"
     metric = "mean_return"
     metric_goal = 500.0
-    defaults: ClassVar[dict] = dict(
-        population=128,
-        sigma=0.2,
-        rank=1,
-        optimizer="adam",
-        learning_rate=0.1,
-        shaping="centered_rank",
-        generations=80,
-        eval_every=10,
-        maximize=True,
-    )
+    defaults: ClassVar[dict] = dict(population_size=128, sigma=0.2, learning_rate=0.1, generations=80, eval_every=10)
     options = (
         Option("hidden", int, 16, "hidden units of the policy MLP (4 -> hidden -> 2)"),
         Option("eval_episodes", int, 20, "episodes of each evaluation of the mean params"),
@@ -91,14 +81,12 @@ class CartPoleTask:
     )
 
     def __init__(self, config: dict, xp, device, dtype):
-        for option in ("hidden", "eval_episodes", "max_steps"):
-            if config[option] < 1:
-                raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {config[option]}")
+        hidden, episodes, steps = (integer(key, config[key], 1) for key in ("hidden", "eval_episodes", "max_steps"))
         self.xp, self.device, self.dtype = xp, device, dtype
         self.seed = config["seed"]
-        self.model = MLP((4, config["hidden"], 2), activation="tanh")
-        self.train_env = make_cartpole(config["population"], config["max_steps"])
-        self.eval_env = make_cartpole(config["eval_episodes"], config["max_steps"])
+        self.model = MLP((4, hidden, 2), activation="tanh")
+        self.train_env = make_cartpole(config["population_size"], steps)
+        self.eval_env = make_cartpole(episodes, steps)
 
     def init_params(self, seed: int) -> dict:
         """The MLP's init (LeCun normal, biases 0) with the output weights at zero: the mean policy starts with
@@ -108,7 +96,7 @@ class CartPoleTask:
         output = f"{self.model.name}.{len(self.model.sizes) - 2}.w"
         return {**params, output: self.xp.zeros_like(params[output])}
 
-    def _policy(self, ops, shared: bool | None):
+    def _policy(self, ops, shared: bool):
         """obs (n, 4) NumPy → the actions of `ops` (a population or MeanOps) as NumPy int32 (n,): the argmax
         of the two logits, 1 where logit₁ > logit₀ and 0 on a tie (compared, not `argmax`, whose int64 result
         some devices without 64-bit integers cannot hold)."""
@@ -122,12 +110,12 @@ class CartPoleTask:
 
     def fitness(self, pop, generation: int):
         """Rᵢ of every member: its own episode, the N environments reset from seed (seed, generation)."""
-        if len(pop) != self.train_env.num_envs:
-            n = self.train_env.num_envs
-            raise ValueError(f"this task steps one environment per member of --population {n}; got {len(pop)} members")
+        n = self.train_env.num_envs
+        if len(pop) != n:
+            raise ValueError(f"this task steps one environment per member, population_size={n}; got {len(pop)}")
         returns = episode_returns(self.train_env, self._policy(pop, False), _reset_seed(self.seed, generation, _TRAIN))
         return self.xp.asarray(returns, dtype=self.dtype, device=self.device)
 
     def evaluate(self, params) -> dict:
-        returns = episode_returns(self.eval_env, self._policy(MeanOps(params), None), _reset_seed(_EVAL))
+        returns = episode_returns(self.eval_env, self._policy(MeanOps(params), True), _reset_seed(_EVAL))
         return {"mean_return": float(np.mean(returns)), "min_return": float(np.min(returns))}

@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from .._array_api import to_numpy
+from .._checks import integer
 from ..models import MLP, log_softmax
 from ..ops import MeanOps
 from . import Option
@@ -35,22 +36,18 @@ def load_digits_split(test_fraction: float = 0.2, split_seed: int = 0):
 
 
 class DigitsTask:
-    name = "digits"
     summary = "MLP classifier on scikit-learn's handwritten digits (8x8 images, 10 classes)"
     metric = "test_accuracy"
     metric_goal = 0.97
     defaults: ClassVar[dict] = dict(
-        population=512,
+        population_size=512,
         sigma=0.05,
-        rank=1,
         optimizer="adamw",
         weight_decay=0.1,
         learning_rate=0.02,
         lr_schedule="cosine",
-        shaping="centered_rank",
         generations=800,
         eval_every=50,
-        maximize=True,
     )
     options = (
         Option("hidden", int, 64, "hidden units of the MLP"),
@@ -58,13 +55,12 @@ class DigitsTask:
     )
 
     def __init__(self, config: dict, xp, device, dtype):
+        hidden = integer("hidden", config["hidden"], 1)
+        x_train, y_train, x_test, y_test = load_digits_split()
+        self.batch_size = integer("batch_size", config["batch_size"], 1, len(x_train))
         self.xp, self.device, self.dtype = xp, device, dtype
         self.seed = config["seed"]
-        self.batch_size = config["batch_size"]
-        self.model = MLP((64, config["hidden"], 10), activation="tanh")
-        x_train, y_train, x_test, y_test = load_digits_split()
-        if not 1 <= self.batch_size <= len(x_train):
-            raise ValueError(f"--batch-size must lie in [1, {len(x_train)}], got {self.batch_size}")
+        self.model = MLP((64, hidden, 10), activation="tanh")
         self.x_train = xp.asarray(x_train, dtype=dtype, device=device)
         self.onehot_train = xp.asarray(np.eye(10)[y_train], dtype=dtype, device=device)
         self.x_test = xp.asarray(x_test, dtype=dtype, device=device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from .._checks import integer
 from . import Option
 
 __all__ = ["RosenbrockTask", "rosenbrock"]
@@ -20,28 +21,16 @@ def rosenbrock(xp, x):
 
 
 class RosenbrockTask:
-    name = "rosenbrock"
     summary = "the Rosenbrock function in --dim dimensions, minimized black-box from x = 0"
     metric = "rosenbrock"
     metric_goal = None
     defaults: ClassVar[dict] = dict(
-        population=512,
-        sigma=0.01,
-        rank=1,
-        optimizer="adam",
-        learning_rate=0.01,
-        lr_schedule="constant",
-        shaping="centered_rank",
-        generations=1000,
-        eval_every=50,
-        maximize=False,
+        population_size=512, sigma=0.01, learning_rate=0.01, generations=1000, eval_every=50, maximize=False
     )
     options = (Option("dim", int, 1000, "dimension of x"),)
 
     def __init__(self, config: dict, xp, device, dtype):
-        if config["dim"] < 2:
-            raise ValueError(f"--dim must be at least 2, got {config['dim']}")
-        self.xp, self.device, self.dtype, self.dim = xp, device, dtype, config["dim"]
+        self.xp, self.device, self.dtype, self.dim = xp, device, dtype, integer("dim", config["dim"], 2)
 
     def init_params(self, seed: int) -> dict:
         return {"x": self.xp.zeros((self.dim,), dtype=self.dtype, device=self.device)}
