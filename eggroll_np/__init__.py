@@ -8,25 +8,39 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import checkpoint, forward, gradient, models, noise, optim, random, schedules, shaping
+from . import checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
 from .checkpoint import CheckpointError, load, save
 from .ops import MeanOps
-from .population import Population
+from .population import Layout, Population, Settings
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`egg.distributed`, imported on first use (it is not needed to run a strategy)."""
+    if name == "distributed":
+        from . import distributed
+
+        return distributed
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EGGROLL",
     "NAN_POLICIES",
     "CheckpointError",
     "EggrollState",
+    "Layout",
     "MeanOps",
     "Population",
+    "Settings",
     "__version__",
     "checkpoint",
+    "distributed",
     "forward",
     "gradient",
+    "leaves",
     "load",
     "models",
     "noise",

@@ -1,5 +1,5 @@
 """CuPy fast path of `forward.linear` for low-rank leaves: the shared GEMM (cuBLAS), the small coefficients
-c = scale·sᵢ·(xᵢ Bₖ) (a batched product: N·rows × r values), then one fused kernel that adds Σⱼ cⱼ Aₖ[:, j]
+c = (σ sᵢ/√r)·(xᵢ Bₖ) (a batched product: N·rows × r values), then one fused kernel that adds Σⱼ cⱼ Aₖ[:, j]
 to each output row in place (per-member inputs), or writes base ± Σⱼ cⱼ Aₖ[:, j] for both members of a
 pair (a shared input). The portable path makes three output-sized temporaries instead (the correction, its
 signed copy and the sum); on the paper's 8192 × 8192 layer they cost a tenth of the forward pass
@@ -11,6 +11,7 @@ Same result as the portable path up to rounding (tests/test_cupy.py compares the
 from __future__ import annotations
 
 import functools
+import math
 
 __all__ = ["lowrank_linear_cupy"]
 
@@ -58,13 +59,14 @@ def _kernels():
     return add_per_member, pairs_of_shared
 
 
-def lowrank_linear_cupy(x, weight, noise, per_direction: int, scale: float, per_member: bool, rows: int):
-    """(N·rows, m) outputs yᵢ = xᵢ Wᵀ + scale·sᵢ (xᵢ Bₖ) Aₖᵀ, sᵢ = ±1 within each direction's P members."""
+def lowrank_linear_cupy(x, weight, noise, per_direction: int, sigma: float, per_member: bool, rows: int):
+    """(N·rows, m) outputs yᵢ = xᵢ Wᵀ + (σ sᵢ/√r) (xᵢ Bₖ) Aₖᵀ, sᵢ = ±1 within each direction's P members."""
     import cupy
 
     add_per_member, pairs_of_shared = _kernels()
     a, b = noise.A, noise.B
     directions, m, rank = a.shape
+    scale = sigma / math.sqrt(rank)
     n = weight.shape[1]
     dtype = cupy.result_type(x, weight, a)
     a_t = cupy.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype)  # (D, r, m): the stored layout, no copy

@@ -7,6 +7,8 @@ Same result as the portable path up to rounding (tests/test_forward.py compares 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["lowrank_linear_numpy"]
@@ -34,10 +36,11 @@ def _correction(coefficients, a_block, out):
     return np.matmul(coefficients, a_block.transpose(0, 2, 1), out=out)
 
 
-def lowrank_linear_numpy(x, weight, noise, per_direction: int, scale: float, per_member: bool, rows: int):
-    """(N·rows, m) outputs yᵢ = xᵢ Wᵀ + scale·sᵢ (xᵢ Bₖ) Aₖᵀ, sᵢ = ±1 within each direction's P members."""
+def lowrank_linear_numpy(x, weight, noise, per_direction: int, sigma: float, per_member: bool, rows: int):
+    """(N·rows, m) outputs yᵢ = xᵢ Wᵀ + (σ sᵢ/√r) (xᵢ Bₖ) Aₖᵀ, sᵢ = ±1 within each direction's P members."""
     a, b = noise.A, noise.B
     directions, m = a.shape[0], a.shape[1]
+    scale = sigma / math.sqrt(a.shape[-1])
     n = weight.shape[1]
     signs = np.asarray([scale, -scale][:per_direction], dtype=a.dtype)
     if per_member:

@@ -7,8 +7,9 @@ the mean parameters and on a whole population:
     model.apply(es.ask(state), x)                       # (N, batch..., 4): every member
 
 A model is a frozen config (sizes, activation, leaf-name prefix) with `init` and `apply`; the params are
-the caller's. Inputs are shared by all members, x (..., n), or one per member, x (N, ..., n), as in
-`ops.linear`: `shared` goes to the first layer, and everything after it is per member.
+the caller's. Inputs are shared by all members, x (..., n), unless `shared=False` says they hold one slice
+per member, x (N, ..., n), as in `ops.linear`: `shared` goes to the first layer, and everything after it is
+per member.
 
 Initial weights are scaled Gaussians from the package's counter-based generator (`eggroll_np.random`), so
 they are a pure function of (seed, leaf name, shape, dtype), equal on every backend to a few ulp. Biases
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import random
+from . import _checks, random
 from ._array_api import array_namespace, device, is_floating_dtype, prod
 
 __all__ = ["ACTIVATIONS", "GRU", "MLP", "activation", "gelu", "identity", "log_softmax", "relu", "sigmoid", "tanh"]
@@ -79,8 +80,6 @@ def activation(name: str | None):
     return ACTIVATIONS[name]
 
 
-def _is_size(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _init_leaves(specs: dict, xp, dtype, dev, seed: int) -> dict:
@@ -116,11 +115,13 @@ class MLP:
     name: str = "layers"
 
     def __post_init__(self):
-        sizes = tuple(self.sizes)
+        try:
+            sizes = tuple(self.sizes)
+        except TypeError:
+            raise TypeError(f"sizes={self.sizes!r} must be a sequence of layer widths, not a {type(self.sizes).__name__}") from None
         if len(sizes) < 2:
-            raise ValueError(f"MLP needs at least two sizes (inputs and outputs), got sizes={sizes!r}")
-        if not all(map(_is_size, sizes)):
-            raise ValueError(f"MLP sizes must be positive integers, got sizes={sizes!r}")
+            raise ValueError(f"sizes={sizes!r} must hold at least two widths (inputs and outputs)")
+        sizes = tuple(_checks.integer(f"sizes[{l}]", size, 1) for l, size in enumerate(sizes))
         object.__setattr__(self, "sizes", sizes)
         activation(self.activation)
         activation(self.output_activation)
@@ -141,9 +142,10 @@ class MLP:
         """
         return _init_leaves(self._specs(), xp, dtype, device, seed)
 
-    def apply(self, ops, x, *, shared: bool | None = None):
+    def apply(self, ops, x, *, shared: bool = True):
         """The network on `ops` (MeanOps or Population): x (..., n₀) → (..., n_L) on MeanOps; x (..., n₀)
-        shared or (N, ..., n₀) per member → (N, ..., n_L) on a population. `shared` is the first layer's."""
+        shared, or (N, ..., n₀) per member with shared=False → (N, ..., n_L) on a population. `shared` is
+        the first layer's."""
         layers = len(self.sizes) - 1
         hidden, output = activation(self.activation), activation(self.output_activation)
         h = x
@@ -176,8 +178,7 @@ class GRU:
 
     def __post_init__(self):
         for what in ("input_size", "hidden_size"):
-            if not _is_size(getattr(self, what)):
-                raise ValueError(f"GRU {what}={getattr(self, what)!r} must be a positive integer")
+            object.__setattr__(self, what, _checks.integer(what, getattr(self, what), 1))
 
     def _specs(self) -> dict:
         n, h = self.input_size, self.hidden_size
@@ -210,20 +211,18 @@ class GRU:
         n = tanh(x_n + r * ops.linear(f"{self.name}.u_n", h, bias=f"{self.name}.b_hn", shared=False))
         return (1.0 - z) * n + z * h
 
-    def step(self, ops, x_t, h, *, shared: bool | None = None):
-        """One step h' = GRU(x_t, h). x_t (..., input) shared or (N, ..., input) per member as in
-        `ops.linear`; h as `initial_state` makes it. Returns h' of h's shape."""
+    def step(self, ops, x_t, h, *, shared: bool = True):
+        """One step h' = GRU(x_t, h). x_t (..., input) shared, or (N, ..., input) per member with
+        shared=False, as in `ops.linear`; h as `initial_state` makes it. Returns h' of h's shape."""
         return self._recur(ops, self._inputs(ops, x_t, shared), h)
 
-    def apply(self, ops, xs, h0=None, *, shared: bool | None = None):
+    def apply(self, ops, xs, h0=None, *, shared: bool = True):
         """The GRU over a sequence with time on axis −2: xs (..., T, input) shared, or (N, ..., T, input) per
-        member (with shared=None, a single sequence (T, input) counts as shared). h0 as `initial_state` makes
-        it; zeros when None. Returns (outputs (lead..., T, hidden), the last state (lead..., hidden)), lead =
-        (N, ...) on a population and (...) on MeanOps. The input terms of all T steps take one product each."""
+        member with shared=False. h0 as `initial_state` makes it; zeros when None. Returns (outputs (lead...,
+        T, hidden), the last state (lead..., hidden)), lead = (N, ...) on a population and (...) on MeanOps.
+        The input terms of all T steps take one product each."""
         if xs.ndim < 2 or xs.shape[-2] < 1:
             raise ValueError(f"GRU.apply needs inputs (..., T, {self.input_size}) with T ≥ 1; got shape {xs.shape}")
-        if shared is None and xs.ndim == 2:
-            shared = True
         inputs = self._inputs(ops, xs, shared)
         h = array_namespace(inputs[0]).zeros_like(inputs[0][..., 0, :]) if h0 is None else h0
         outputs = []

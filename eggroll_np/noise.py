@@ -1,71 +1,110 @@
-"""Per-leaf noise: which leaves are perturbed and how, and each direction's factors (docs/algorithm.md).
+"""Noise records: the directions εₖ of one leaf, and every operation that depends on the leaf's kind.
 
-- `lowrank` (default for 2-D leaves, shape (m, n)): εₖ = (1/√r) Aₖ Bₖᵀ with Aₖ (m, r), Bₖ (n, r), entries
-  iid N(0, 1) (or ±1 with noise="rademacher"), so every entry of εₖ has variance 1. A ≥3-D leaf may opt in;
-  it is perturbed as the matrix (shape[0], prod(shape[1:])).
-- `full` (default for every other leaf): εₖ iid N(0, 1) of the leaf's shape.
-- `frozen`: never perturbed, never updated.
+A perturbed leaf's noise is one record; a frozen leaf has none. Everything else in the package asks the
+record, so adding a kind (an int8 leaf with integer factors, say) is one new record class here and one
+entry in `NOISE_TYPES`. Each record offers
 
-Member i uses direction k(i) with sign sᵢ: with antithetic pairs k(i) = i // 2 and sᵢ = (−1)ⁱ; without,
-k(i) = i and sᵢ = +1. Direction k of a leaf is the stream (seed, epoch, leaf id), row k: its first m·r
-elements are the r columns of Aₖ, m consecutive elements each, the next n·r the r columns of Bₖ, so that
-εₖ = (1/√r) Σⱼ aⱼ bⱼᵀ reads each rank-1 term from two contiguous runs (and the forward pass multiplies by
-contiguous Aₖᵀ); a full leaf's εₖ is its first size elements.
+    draw(xp, plan, stream, directions, rank, noise, dtype, dev)   the record of `directions` (classmethod)
+    direction(xp, plan, index)       εₖ of row `index`, in the leaf's shape
+    dense(xp, plan)                  every εₖ as (D, *shape), where that is not a waste (full-rank leaves)
+    products(xp, plan, x, c)         c · x εₖᵀ per direction: x (D, rows, n) or shared (rows, n) → (D, rows, m)
+    rows(xp, ids, c, per_direction)  c · εₖ[ids] per direction: ids (D, rows) or shared (rows,) → (D, rows, d)
+    gradient(xp, plan, w, scale)     scale · Σₖ wₖ εₖ, in the leaf's shape
+    fast_linear(xp)                  a backend fast path of the population's linear, or None
+
+where c is a number or an array broadcasting against (D, rows, 1): σ, or σ·sᵢ per row.
+
+- `LowRankNoise` (kind `lowrank`, a leaf viewed as (m, n)): εₖ = (1/√r) Aₖ Bₖᵀ with Aₖ (m, r), Bₖ (n, r),
+  entries iid N(0, 1) (or ±1 with noise="rademacher"), so every entry of εₖ has variance 1.
+- `FullNoise` (kind `full`): εₖ iid N(0, 1) of the leaf's shape.
+
+Direction k of a leaf is the stream (seed, epoch, leaf id), row k: its first m·r elements are the r columns
+of Aₖ, m consecutive elements each, the next n·r the r columns of Bₖ, so that εₖ = (1/√r) Σⱼ aⱼ bⱼᵀ reads
+each rank-1 term from two contiguous runs (and the forward pass multiplies by contiguous Aₖᵀ); a full
+leaf's εₖ is its first size elements.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import random
-from ._array_api import prod
+from ._array_api import device, is_cupy_namespace, is_numpy_namespace, prod
+from .leaves import FULL, LOWRANK, LeafPlan
 
-__all__ = [
-    "FROZEN",
-    "FULL",
-    "KINDS",
-    "LOWRANK",
-    "NOISE_KINDS",
-    "FullNoise",
-    "LeafPlan",
-    "LowRankNoise",
-    "Policy",
-    "direction_of",
-    "leaf_noise",
-    "n_directions",
-    "perturbation",
-    "plan_leaves",
-    "sign_of",
-]
+__all__ = ["NOISE_KINDS", "NOISE_TYPES", "FullNoise", "LowRankNoise", "leaf_noise", "trainable"]
 
-LOWRANK = "lowrank"
-FULL = "full"
-FROZEN = "frozen"
-KINDS = (LOWRANK, FULL, FROZEN)
 NOISE_KINDS = ("gaussian", "rademacher")
 
-Policy = None | Mapping[str, str] | Callable[[str, Any], str | None]
 
-
-class LeafPlan(NamedTuple):
-    """How one leaf is perturbed: its kind, shape, the (m, n) matrix a low-rank leaf is viewed as, and the
-    stable stream id of its name."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    matrix_shape: tuple[int, int] | None
-    stream: int
+def _gather(xp, table, ids, per_direction: bool):
+    """Rows of a (D, V, w) table per direction: ids (D, c) picks row ids[k, j] of direction k; shared ids
+    (c,) pick the same rows of every direction. Returns (D, c, w)."""
+    if not per_direction:
+        return xp.take(table, ids, axis=1)
+    directions, vocabulary, width = table.shape
+    offsets = xp.reshape(xp.arange(directions, dtype=ids.dtype, device=device(ids)), (-1, 1))
+    flat = xp.reshape(ids + offsets * vocabulary, (-1,))
+    picked = xp.take(xp.reshape(table, (directions * vocabulary, width)), flat, axis=0)
+    return xp.reshape(picked, (directions, ids.shape[1], width))
 
 
 class LowRankNoise(NamedTuple):
     """Factors of D directions of a low-rank leaf: A (D, m, r), B (D, n, r), each stored column by column
-    (A's transpose (D, r, m) is the contiguous one)."""
+    (A's transpose (D, r, m) is the contiguous one). r is the factors' last axis."""
 
     A: Any
     B: Any
+
+    @classmethod
+    def draw(cls, xp, plan: LeafPlan, stream, directions: range, rank: int, noise: str, dtype, dev):
+        m, n = plan.matrix_shape
+        kind = "normal" if noise == "gaussian" else "rademacher"
+        draws = random.draw(xp, kind, stream, directions, (m + n) * rank, dtype=dtype, dev=dev)
+        d = len(directions)
+        columns_a = xp.reshape(draws[:, : m * rank], (d, rank, m))
+        columns_b = xp.reshape(draws[:, m * rank :], (d, rank, n))
+        return cls(A=xp.matrix_transpose(columns_a), B=xp.matrix_transpose(columns_b))
+
+    def _root_rank(self) -> float:
+        return math.sqrt(self.A.shape[-1])
+
+    def direction(self, xp, plan: LeafPlan, index: int):
+        """εₖ = (1/√r) Aₖ Bₖᵀ of row `index`, in the leaf's shape."""
+        a, b = self.A[index, ...], self.B[index, ...]
+        return xp.reshape((a @ xp.matrix_transpose(b)) * (1.0 / self._root_rank()), plan.shape)
+
+    def dense(self, xp, plan: LeafPlan):
+        raise ValueError(
+            f"the members of low-rank leaf {plan.name!r} would be N dense matrices; use linear or embedding for it"
+        )
+
+    def products(self, xp, plan: LeafPlan, x, c):
+        """c · x εₖᵀ = ((c/√r) · x Bₖ) Aₖᵀ: the small (rows, r) factor is scaled, never the output."""
+        return ((x @ self.B) * (c / self._root_rank())) @ xp.matrix_transpose(self.A)
+
+    def rows(self, xp, ids, c, per_direction: bool):
+        """c · εₖ[ids] = ((c/√r) · Aₖ[ids]) Bₖᵀ."""
+        return (_gather(xp, self.A, ids, per_direction) * (c / self._root_rank())) @ xp.matrix_transpose(self.B)
+
+    def gradient(self, xp, plan: LeafPlan, w, scale: float):
+        """scale · Σₖ wₖ εₖ = (scale/√r) · Ãᵀ B̃, Ã = stack of wₖ Aₖ (D·r, m), B̃ = stack of Bₖ (D·r, n): one
+        GEMM contracting (direction, rank), of rank min(D·r, m, n)."""
+        weighted = self.A * xp.reshape(w * (scale / self._root_rank()), (w.shape[0], 1, 1))
+        return xp.reshape(xp.tensordot(weighted, self.B, axes=((0, 2), (0, 2))), plan.shape)
+
+    def fast_linear(self, xp):
+        """The in-place NumPy path or the fused CuPy kernels of the population's linear (see forward)."""
+        if is_numpy_namespace(xp):
+            from ._forward_numpy import lowrank_linear_numpy
+
+            return lowrank_linear_numpy
+        if is_cupy_namespace(xp):
+            from ._forward_cupy import lowrank_linear_cupy
+
+            return lowrank_linear_cupy
+        return None
 
 
 class FullNoise(NamedTuple):
@@ -73,98 +112,54 @@ class FullNoise(NamedTuple):
 
     E: Any
 
-
-def _default_kind(shape: tuple[int, ...]) -> str:
-    return LOWRANK if len(shape) == 2 else FULL
-
-
-def _resolve_kind(name: str, value, policy: Policy) -> str:
-    if policy is None:
-        return _default_kind(tuple(value.shape))
-    kind = policy(name, value) if callable(policy) else policy.get(name)
-    if kind is None:
-        return _default_kind(tuple(value.shape))
-    if kind not in KINDS:
-        raise ValueError(f"policy gives leaf {name!r} the kind {kind!r}; use one of {', '.join(KINDS)}")
-    return kind
-
-
-def plan_leaves(params: Mapping[str, Any], policy: Policy = None) -> dict[str, LeafPlan]:
-    """The plan of every leaf: policy by name (mapping) or by callable (name, array) → kind or None, and the
-    default by ndim (2-D lowrank, others full) wherever the policy is silent."""
-    if policy is not None and not callable(policy):
-        if not isinstance(policy, Mapping):
-            raise TypeError(f"policy must be None, a mapping name -> kind, or a callable; got {type(policy).__name__}")
-        unknown = sorted(set(policy) - set(params))
-        if unknown:
-            raise ValueError(
-                f"policy names leaves that params do not have: {', '.join(map(repr, unknown))}; "
-                f"the leaves are {', '.join(map(repr, params))}"
-            )
-    plans = {}
-    owners: dict[int, str] = {}
-    for name, value in params.items():
-        if not isinstance(name, str):
-            raise TypeError(f"leaf names must be strings, got {name!r}")
-        shape = tuple(value.shape)
-        kind = _resolve_kind(name, value, policy)
-        matrix_shape = None
-        if kind == LOWRANK:
-            if len(shape) < 2:
-                raise ValueError(
-                    f"leaf {name!r} has shape {shape}: lowrank needs at least 2 dimensions; use 'full' or 'frozen'"
-                )
-            matrix_shape = (shape[0], prod(shape[1:]))
-        stream = random.stream_id(name)
-        if stream in owners:
-            raise ValueError(
-                f"leaf names {owners[stream]!r} and {name!r} hash to the same noise stream; rename one of them"
-            )
-        owners[stream] = name
-        plans[name] = LeafPlan(name, kind, shape, matrix_shape, stream)
-    return plans
-
-
-def n_directions(population_size: int, antithetic: bool) -> int:
-    """Number of distinct directions: N/2 with antithetic pairs, N without."""
-    return population_size // 2 if antithetic else population_size
-
-
-def direction_of(member: int, antithetic: bool) -> int:
-    """k(i): i // 2 with antithetic pairs, i without."""
-    return member // 2 if antithetic else member
-
-
-def sign_of(member: int, antithetic: bool) -> int:
-    """sᵢ: +1 for even members and −1 for odd ones with antithetic pairs, +1 without."""
-    return -1 if antithetic and member % 2 else 1
-
-
-def leaf_noise(
-    xp, plan: LeafPlan, *, seed: int, epoch: int, directions: range, rank: int, noise: str, dtype, dev
-) -> LowRankNoise | FullNoise:
-    """The noise of `directions` of one leaf: factors (A, B) of a low-rank leaf or E of a full-rank leaf."""
-    if noise not in NOISE_KINDS:
-        raise ValueError(f"noise={noise!r}; use one of {', '.join(NOISE_KINDS)}")
-    stream = random.derive_key(seed, epoch, plan.stream)
-    d = len(directions)
-    if plan.kind == LOWRANK:
-        m, n = plan.matrix_shape
-        kind = "normal" if noise == "gaussian" else "rademacher"
-        draws = random.draw(xp, kind, stream, directions, (m + n) * rank, dtype=dtype, dev=dev)
-        columns_a = xp.reshape(draws[:, : m * rank], (d, rank, m))
-        columns_b = xp.reshape(draws[:, m * rank :], (d, rank, n))
-        return LowRankNoise(A=xp.matrix_transpose(columns_a), B=xp.matrix_transpose(columns_b))
-    if plan.kind == FULL:
+    @classmethod
+    def draw(cls, xp, plan: LeafPlan, stream, directions: range, rank: int, noise: str, dtype, dev):
         draws = random.draw(xp, "normal", stream, directions, prod(plan.shape), dtype=dtype, dev=dev)
-        return FullNoise(E=xp.reshape(draws, (d, *plan.shape)))
-    raise ValueError(f"leaf {plan.name!r} is frozen and has no noise")
+        return cls(E=xp.reshape(draws, (len(directions), *plan.shape)))
+
+    def direction(self, xp, plan: LeafPlan, index: int):
+        """εₖ = Eₖ."""
+        return self.E[index, ...]
+
+    def dense(self, xp, plan: LeafPlan):
+        """E (D, *shape)."""
+        return self.E
+
+    def _matrices(self, xp, plan: LeafPlan):
+        """E as (D, m, n), the matrices a ≥2-D leaf multiplies as."""
+        if len(plan.shape) == 2:
+            return self.E
+        return xp.reshape(self.E, (self.E.shape[0], plan.shape[0], prod(plan.shape[1:])))
+
+    def products(self, xp, plan: LeafPlan, x, c):
+        """c · x Eₖᵀ = (c · x) Eₖᵀ: the input is scaled, not the output."""
+        return (x * c) @ xp.matrix_transpose(self._matrices(xp, plan))
+
+    def rows(self, xp, ids, c, per_direction: bool):
+        """c · Eₖ[ids]."""
+        return _gather(xp, self.E, ids, per_direction) * c
+
+    def gradient(self, xp, plan: LeafPlan, w, scale: float):
+        """scale · Σₖ wₖ Eₖ as one weighted reduction over the directions."""
+        return xp.tensordot(w * scale, self.E, axes=1)
+
+    def fast_linear(self, xp):
+        return None
 
 
-def perturbation(xp, plan: LeafPlan, noise: LowRankNoise | FullNoise, index: int):
-    """εₖ of row `index` of the noise, in the leaf's shape: (1/√r) Aₖ Bₖᵀ or Eₖ."""
-    if isinstance(noise, LowRankNoise):
-        a, b = noise.A[index, ...], noise.B[index, ...]
-        eps = (a @ xp.matrix_transpose(b)) * (1.0 / math.sqrt(a.shape[-1]))
-        return xp.reshape(eps, plan.shape)
-    return noise.E[index, ...]
+NOISE_TYPES = {LOWRANK: LowRankNoise, FULL: FullNoise}
+
+
+def trainable(plans) -> list[str]:
+    """The names of the leaves that are perturbed and updated: those whose kind has a noise record."""
+    return [name for name, plan in plans.items() if plan.kind in NOISE_TYPES]
+
+
+def leaf_noise(xp, plan: LeafPlan, *, seed: int, epoch: int, directions: range, rank: int, noise: str, dtype, dev):
+    """The noise record of `directions` of one leaf, from the stream (seed, epoch, leaf id)."""
+    if noise not in NOISE_KINDS:
+        raise ValueError(f"noise={noise!r} must be one of {', '.join(map(repr, NOISE_KINDS))}")
+    if plan.kind not in NOISE_TYPES:
+        raise ValueError(f"leaf {plan.name!r} is {plan.kind} and has no noise")
+    stream = random.derive_key(seed, epoch, plan.stream)
+    return NOISE_TYPES[plan.kind].draw(xp, plan, stream, directions, rank, noise, dtype, dev)

@@ -1,22 +1,26 @@
-"""Fitness shaping: plain functions from raw fitness F ∈ R^N to weights f ∈ R^N (docs/algorithm.md, "Fitness shaping").
+"""Fitness shaping: plain functions from raw fitness F ∈ R^N to weights f ∈ R^N (docs/algorithm.md, "Fitness shaping"),
+and the policies for non-finite fitness.
 
 Members are in population order; with antithetic pairs, member 2k (+ε) and 2k+1 (−ε) are adjacent, and
-groups are consecutive runs of `group_size` members. Every function here is pure and sync-free.
+groups are consecutive runs of `group_size` members. Every shaping function here is pure and sync-free.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
-from ._array_api import array_namespace, searchsorted
+from ._array_api import array_namespace, device, searchsorted, to_numpy
 
 __all__ = [
     "GROUP_SHAPINGS",
+    "NAN_POLICIES",
     "SHAPINGS",
     "centered_rank",
     "group_center",
     "group_zscore",
+    "handle_nonfinite",
     "make_shaping",
     "raw",
     "sign",
@@ -120,3 +124,25 @@ def make_shaping(
             f"group_size={group_size} would split antithetic pairs; use an even group size or antithetic=False"
         )
     return partial(SHAPINGS[shaping], group_size=group_size)
+
+
+NAN_POLICIES = ("raise", "worst")
+
+
+def handle_nonfinite(G, nan_policy: str):
+    """G (N,), higher is better, under a nan policy: "raise" reads back one boolean and raises a ValueError
+    naming the members whose fitness is NaN or ±inf; "worst" (no read-back) replaces each non-finite value
+    by the worst finite one, or by 0 when none is finite."""
+    xp = array_namespace(G)
+    finite = xp.isfinite(G)
+    if nan_policy == "raise":
+        if not bool(xp.all(finite)):
+            bad = [int(i) for i in (~to_numpy(finite)).nonzero()[0]]
+            raise ValueError(
+                f"fitness is NaN or infinite for members {bad}; fix the evaluation, or pass "
+                "nan_policy='worst' to count them as the worst member"
+            )
+        return G
+    worst = xp.min(xp.where(finite, G, xp.asarray(math.inf, dtype=G.dtype, device=device(G))))
+    worst = xp.where(xp.isfinite(worst), worst, xp.zeros_like(worst))
+    return xp.where(finite, G, worst)
