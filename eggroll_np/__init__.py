@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """`egg.distributed`, imported on first use (it is not needed to run a strategy)."""
     if name == "distributed":
-        from . import distributed
+        import importlib
 
-        return distributed
+        return importlib.import_module(f"{__name__}.distributed")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
