@@ -72,7 +72,7 @@ def lowrank_linear_cupy(x, weight, noise, per_direction: int, sigma: float, per_
     a_t = cupy.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype)  # (D, r, m): the stored layout, no copy
     if per_member:
         x = cupy.reshape(x, (directions, per_direction * rows, n))
-        out = cupy.ascontiguousarray(cupy.reshape(x, (-1, n)) @ weight.T, dtype=dtype)
+        out = cupy.ascontiguousarray(cupy.reshape(x, (directions * per_direction * rows, n)) @ weight.T, dtype=dtype)
         signs = cupy.asarray([scale, -scale][:per_direction], dtype=dtype)
         coefficients = (x @ b).reshape(directions, per_direction, rows, rank) * signs.reshape(1, -1, 1, 1)
         coefficients = cupy.ascontiguousarray(coefficients, dtype=dtype)

@@ -45,7 +45,7 @@ def lowrank_linear_numpy(x, weight, noise, per_direction: int, sigma: float, per
     signs = np.asarray([scale, -scale][:per_direction], dtype=a.dtype)
     if per_member:
         x = np.reshape(x, (directions, per_direction * rows, n))
-        out = np.matmul(np.reshape(x, (-1, n)), weight.T).reshape(directions, per_direction * rows, m)
+        out = np.matmul(np.reshape(x, (directions * per_direction * rows, n)), weight.T).reshape(directions, per_direction * rows, m)
         step = _block_directions(per_direction * rows, m, out.itemsize)
         row_signs = np.repeat(signs, rows)[None, :, None]
         scratch = np.empty((min(step, directions), per_direction * rows, m), dtype=out.dtype)
@@ -54,7 +54,7 @@ def lowrank_linear_numpy(x, weight, noise, per_direction: int, sigma: float, per
             coefficients = _coefficients(x[block], b[block])
             coefficients *= row_signs
             out[block] += _correction(coefficients, a[block], scratch)
-        return out.reshape(-1, m)
+        return out.reshape(directions * per_direction * rows, m)
     x = np.reshape(x, (rows, n))
     base = x @ weight.T
     rank = b.shape[-1]
@@ -69,4 +69,4 @@ def lowrank_linear_numpy(x, weight, noise, per_direction: int, sigma: float, per
         np.add(base, correction, out=out[block, 0])
         if per_direction == 2:
             np.subtract(base, correction, out=out[block, 1])
-    return out.reshape(-1, m)
+    return out.reshape(directions * per_direction * rows, m)

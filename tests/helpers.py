@@ -11,6 +11,7 @@ import array_api_strict
 import numpy as np
 import pytest
 
+import eggroll_np as egg
 from eggroll_np import random
 from eggroll_np._array_api import backend_namespace, to_numpy
 
@@ -96,3 +97,20 @@ def exact_normals(stream, directions: range, n: int, dtype) -> np.ndarray:
     z = np.empty_like(uniforms)
     z[:, 0::2], z[:, 1::2] = radius * np.cos(angle), radius * np.sin(angle)
     return z[:, :n]
+
+
+def random_params(backend, shapes: dict, *, seed: int = 0, dtype=None) -> dict:
+    """Leaves of the given shapes with standard normal entries (from NumPy, seed `seed`) on `backend`."""
+    rng = np.random.default_rng(seed)
+    dtype = dtype or backend.xp.float32
+    return {name: backend.asarray(rng.standard_normal(shape), dtype=dtype) for name, shape in shapes.items()}
+
+
+def make_population(backend, shapes_or_params: dict, *, population_size: int = 4, seed: int = 0, dtype=None, **settings):
+    """The generation-0 population of an EGGROLL strategy (`settings`: its keyword arguments, sigma 0.3
+    unless given) over params given as a dict of arrays, or as a dict of shapes filled by `random_params`."""
+    params = shapes_or_params
+    if all(isinstance(value, tuple) for value in params.values()):
+        params = random_params(backend, params, seed=seed, dtype=dtype)
+    es = egg.EGGROLL(population_size=population_size, seed=seed, **{"sigma": 0.3, **settings})
+    return es.ask(es.init(params))

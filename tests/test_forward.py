@@ -5,7 +5,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import ALL_BACKENDS, get_backend, np_of
+from helpers import ALL_BACKENDS, get_backend, make_population, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,16 +13,6 @@ import eggroll_np as egg
 from eggroll_np import forward
 
 backends = pytest.mark.parametrize("name", ALL_BACKENDS)
-
-
-def _population(backend, shapes, *, population_size, rank, sigma=0.3, seed=0, antithetic=True, policy=None, dtype=None):
-    dtype = dtype or backend.xp.float32
-    rng = np.random.default_rng(seed)
-    params = {k: backend.asarray(rng.standard_normal(shape), dtype=dtype) for k, shape in shapes.items()}
-    es = egg.EGGROLL(
-        population_size=population_size, sigma=sigma, rank=rank, seed=seed, antithetic=antithetic, policy=policy
-    )
-    return es.ask(es.init(params))
 
 
 @backends
@@ -45,7 +35,7 @@ def test_population_linear_equals_each_materialized_member(
     backend = get_backend(name)
     dtype = backend.float_dtypes[-1] if use_float64 else backend.xp.float32
     population_size = 2 * half
-    pop = _population(
+    pop = make_population(
         backend,
         {"w": (m, n), "b": (m,)},
         population_size=population_size,
@@ -85,15 +75,13 @@ def test_population_linear_equals_each_materialized_member(
 def test_numpy_fast_path_matches_the_portable_path(per_member, m, n, rank, half, rows, antithetic, seed):
     numpy = get_backend("numpy")
     population_size = 2 * half
-    pop = _population(
+    pop = make_population(
         numpy, {"w": (m, n)}, population_size=population_size, rank=rank, seed=seed, antithetic=antithetic
     )
     x = np.random.default_rng(seed).standard_normal(((population_size,) if per_member else ()) + (rows, n))
     x = x.astype(np.float32)
-    members = forward.Members(population_size, antithetic, pop.sigma, rank)
-    args = (np, pop.plans["w"], pop.params["w"], pop.noise["w"], x, members)
-    fast = forward.linear(*args, shared=not per_member)
-    portable = forward.linear_portable(*args, shared=not per_member)
+    fast = forward.linear(pop, "w", x, shared=not per_member)
+    portable = forward.linear_portable(pop, "w", x, shared=not per_member)
     assert fast.shape == portable.shape and fast.dtype == portable.dtype == np.float32
     scale = np.abs(x).max() * (np.abs(pop.params["w"]).max() + pop.sigma * 16) * n
     np.testing.assert_allclose(fast, portable, rtol=0, atol=(n + rank + 8) * 2.0**-24 * scale)
@@ -115,7 +103,7 @@ def test_population_embedding_equals_the_rows_of_each_materialized_table(
 ):
     backend = get_backend(name)
     population_size = 2 * half
-    pop = _population(
+    pop = make_population(
         backend,
         {"table": (vocabulary, width), "other": (2,)},
         population_size=population_size,
@@ -137,7 +125,7 @@ def test_population_embedding_equals_the_rows_of_each_materialized_table(
 @backends
 def test_population_vector_stacks_every_members_leaf(name):
     backend = get_backend(name)
-    pop = _population(
+    pop = make_population(
         backend, {"b": (3, 2), "s": (), "f": (4,)}, population_size=6, rank=1, policy={"f": "frozen", "b": "full"}
     )
     for leaf in ("b", "s", "f"):
@@ -166,8 +154,8 @@ def test_mean_ops_apply_the_mean_parameters():
 
 
 def test_a_model_written_once_runs_on_the_mean_and_on_the_population():
-    def model(ops, x, shared=None):
-        return ops.linear("out", np.tanh(ops.linear("hidden", x, bias="hb", shared=shared)), bias="ob")
+    def model(ops, x):
+        return ops.linear("out", np.tanh(ops.linear("hidden", x, bias="hb")), bias="ob", shared=False)
 
     rng = np.random.default_rng(1)
     params = {
@@ -178,8 +166,8 @@ def test_a_model_written_once_runs_on_the_mean_and_on_the_population():
     }
     es = egg.EGGROLL(population_size=4, sigma=0.1, rank=2)
     pop = es.ask(es.init(params))
-    x = rng.standard_normal((4, 5))  # a shared batch with exactly N rows: shared=True says so
-    y = model(pop, x, shared=True)
+    x = rng.standard_normal((4, 5))  # a shared batch with exactly N rows is shared like any other
+    y = model(pop, x)
     assert y.shape == (4, 4, 3)
     for i in range(4):
         np.testing.assert_allclose(y[i], model(egg.MeanOps(pop.member(i)), x), rtol=1e-10, atol=1e-12)
@@ -187,14 +175,14 @@ def test_a_model_written_once_runs_on_the_mean_and_on_the_population():
 
 
 def test_forward_errors_name_the_problem():
-    pop = _population(get_backend("numpy"), {"w": (3, 4), "b": (3,), "t": (5, 2)}, population_size=4, rank=1)
+    pop = make_population(get_backend("numpy"), {"w": (3, 4), "b": (3,), "t": (5, 2)}, population_size=4, rank=1)
     with pytest.raises(ValueError, match=r"linear\('w'\) multiplies inputs of last axis 4; got shape \(2, 3\)"):
         pop.linear("w", np.ones((2, 3)))
     with pytest.raises(ValueError, match="with shared=False its leading axis must be the population"):
         pop.linear("w", np.ones((3, 4)), shared=False)
     with pytest.raises(ValueError, match="linear needs a leaf with at least 2 dimensions"):
         pop.linear("b", np.ones(3))
-    with pytest.raises(ValueError, match="vector\\('w'\\) would form N dense low-rank matrices"):
+    with pytest.raises(ValueError, match="the members of low-rank leaf 'w' would be N dense matrices"):
         pop.vector("w")
     with pytest.raises(TypeError, match="needs integer ids, got dtype float64"):
         pop.embedding("t", np.ones(3))
@@ -204,11 +192,19 @@ def test_forward_errors_name_the_problem():
         egg.MeanOps({"w": np.ones((2, 2))}).linear("v", np.ones(2))
 
 
-def test_shared_input_detection():
-    assert forward.is_per_member((8, 3), 8, None, "x")
-    assert not forward.is_per_member((7, 3), 8, None, "x")
-    assert not forward.is_per_member((8,), 8, None, "x")
-    assert not forward.is_per_member((8, 3), 8, True, "x")
+def test_shared_must_be_a_bool_and_per_member_inputs_need_the_population_axis():
+    pop = make_population(get_backend("numpy"), {"w": (3, 4), "t": (5, 2)}, population_size=4, rank=1)
+    for shared in (None, "False", 0):
+        with pytest.raises(TypeError, match=f"shared={shared!r} must be True or False"):
+            pop.linear("w", np.ones((4, 4)), shared=shared)
+        with pytest.raises(TypeError, match=f"shared={shared!r} must be True or False"):
+            pop.embedding("t", np.zeros(4, np.int64), shared=shared)
+        with pytest.raises(TypeError, match=f"shared={shared!r} must be True or False"):
+            egg.MeanOps(pop.params).linear("w", np.ones((4, 4)), shared=shared)
+    with pytest.raises(ValueError, match=r"the ids of embedding\('t'\) has shape \(3,\); with shared=False"):
+        pop.embedding("t", np.zeros(3, np.int64), shared=False)
+    with pytest.raises(ValueError, match=r"the input of linear\('w'\) has shape \(4,\); with shared=False"):
+        pop.linear("w", np.ones(4), shared=False)
 
 
 def test_population_forward_allocates_less_than_three_times_inputs_outputs_and_weight():
@@ -221,7 +217,7 @@ def test_population_forward_allocates_less_than_three_times_inputs_outputs_and_w
     budget = 3 * (x.nbytes + population_size * d * 4 + pop.params["w"].nbytes)
     tracemalloc.start()
     try:
-        y = pop.linear("w", x)
+        y = pop.linear("w", x, shared=False)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -231,7 +227,7 @@ def test_population_forward_allocates_less_than_three_times_inputs_outputs_and_w
 
 
 def test_scale_of_low_rank_correction_is_sigma_over_root_rank():
-    pop = _population(get_backend("numpy"), {"w": (3, 2)}, population_size=2, rank=4, sigma=0.5)
+    pop = make_population(get_backend("numpy"), {"w": (3, 2)}, population_size=2, rank=4, sigma=0.5)
     x = np.array([[1.0, 0.0]], np.float32)
     a, b = pop.noise["w"].A[0], pop.noise["w"].B[0]
     expected = x @ pop.params["w"].T + 0.5 / math.sqrt(4) * (x @ b) @ a.T

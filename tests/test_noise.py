@@ -1,4 +1,4 @@
-"""Leaf policies, noise factors, member perturbations and their determinism."""
+"""Noise records: factors, member perturbations and their determinism."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np import noise
+from eggroll_np import leaves, noise
 
 backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
@@ -25,43 +25,15 @@ def _member_noise(es, params, generation=0):
     return [{k: np_of(v) for k, v in pop.member(i).items()} for i in range(len(pop))]
 
 
-def test_default_policy_is_lowrank_for_matrices_and_full_for_everything_else():
-    plans = noise.plan_leaves(_params({"w": (3, 4), "b": (4,), "s": (), "k": (2, 3, 4)}))
-    assert {name: p.kind for name, p in plans.items()} == {"w": "lowrank", "b": "full", "s": "full", "k": "full"}
-    assert plans["w"].matrix_shape == (3, 4) and plans["b"].matrix_shape is None
-
-
-def test_policy_overrides_by_name_or_callable_and_3d_leaves_opt_into_low_rank_by_reshaping():
-    params = _params({"w": (3, 4), "b": (4,), "k": (2, 3, 4)})
-    plans = noise.plan_leaves(params, {"k": "lowrank", "b": "frozen"})
-    assert plans["k"].kind == "lowrank" and plans["k"].matrix_shape == (2, 12)
-    assert plans["b"].kind == "frozen" and plans["w"].kind == "lowrank"
-    plans = noise.plan_leaves(params, lambda name, leaf: "full" if name == "w" else None)
-    assert {name: p.kind for name, p in plans.items()} == {"w": "full", "b": "full", "k": "full"}
-
-
-def test_bad_policies_are_rejected_with_the_leaf_named():
-    params = _params({"w": (3, 4), "b": (4,)})
-    with pytest.raises(ValueError, match="params do not have: 'v'"):
-        noise.plan_leaves(params, {"v": "frozen"})
-    with pytest.raises(ValueError, match="leaf 'w' the kind 'sparse'"):
-        noise.plan_leaves(params, {"w": "sparse"})
-    with pytest.raises(ValueError, match="leaf 'b' has shape \\(4,\\): lowrank needs at least 2 dimensions"):
-        noise.plan_leaves(params, {"b": "lowrank"})
-    with pytest.raises(TypeError, match="policy must be"):
-        noise.plan_leaves(params, ["w"])
-    with pytest.raises(ValueError, match="noise='normal'"):
-        noise.leaf_noise(
-            np,
-            noise.plan_leaves(params)["w"],
-            seed=0,
-            epoch=0,
-            directions=range(1),
-            rank=1,
-            noise="normal",
-            dtype=np.float32,
-            dev="cpu",
-        )
+def test_an_unknown_noise_kind_or_a_frozen_leaf_has_no_noise():
+    plans = leaves.plan_leaves(_params({"w": (3, 4), "f": (2,)}), {"f": "frozen"})
+    kwargs = dict(seed=0, epoch=0, directions=range(1), rank=1, dtype=np.float32, dev="cpu")
+    with pytest.raises(ValueError, match="noise='normal' must be one of 'gaussian', 'rademacher'"):
+        noise.leaf_noise(np, plans["w"], noise="normal", **kwargs)
+    with pytest.raises(ValueError, match="leaf 'f' is frozen and has no noise"):
+        noise.leaf_noise(np, plans["f"], noise="gaussian", **kwargs)
+    assert noise.trainable(plans) == ["w"]
+    assert set(noise.NOISE_TYPES) == {"lowrank", "full"}  # frozen: the kind without a record
 
 
 @backends
@@ -82,7 +54,7 @@ def test_low_rank_entries_have_variance_one_for_every_rank():
     """ε = (1/√r) Σⱼ aⱼbⱼ: E ε² = 1 and Var ε² = E ε⁴ − 1 = 2 + 6/r (E a⁴ = 3), so the sample mean of ε²
     over D independent directions lies within 5·√((2 + 6/r)/D) of 1."""
     directions = 200_000
-    plan = noise.plan_leaves({"w": np.zeros((1, 1), np.float32)})["w"]
+    plan = leaves.plan_leaves({"w": np.zeros((1, 1), np.float32)})["w"]
     for rank in (1, 2, 4):
         factors = noise.leaf_noise(
             np,
@@ -146,17 +118,9 @@ def test_renaming_or_adding_a_leaf_leaves_the_other_leaves_noise_unchanged():
 
 
 def test_one_direction_can_be_rebuilt_alone():
-    plan = noise.plan_leaves({"w": np.zeros((7, 5), np.float32)})["w"]
+    plan = leaves.plan_leaves({"w": np.zeros((7, 5), np.float32)})["w"]
     kwargs = dict(seed=5, epoch=2, rank=3, noise="gaussian", dtype=np.float32, dev="cpu")
     batch = noise.leaf_noise(np, plan, directions=range(10), **kwargs)
     alone = noise.leaf_noise(np, plan, directions=range(6, 7), **kwargs)
     np.testing.assert_array_equal(alone.A[0], batch.A[6])
     np.testing.assert_array_equal(alone.B[0], batch.B[6])
-
-
-def test_member_directions_and_signs():
-    assert [noise.direction_of(i, True) for i in range(6)] == [0, 0, 1, 1, 2, 2]
-    assert [noise.sign_of(i, True) for i in range(4)] == [1, -1, 1, -1]
-    assert [noise.direction_of(i, False) for i in range(3)] == [0, 1, 2]
-    assert [noise.sign_of(i, False) for i in range(3)] == [1, 1, 1]
-    assert noise.n_directions(8, True) == 4 and noise.n_directions(8, False) == 8

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import re
 
 import array_api_strict
 import numpy as np
@@ -155,12 +156,30 @@ def test_nan_policy_worst_counts_non_finite_members_as_the_worst():
         ({"seed": -1}, ValueError, "seed=-1"),
         ({"seed": 2**64}, ValueError, "seed="),
         ({"nan_policy": "omit"}, ValueError, "nan_policy='omit'"),
-        ({"policy": ["w"]}, TypeError, "policy must be"),
+        ({"policy": ["w"]}, TypeError, "policy=['w'] must be None, a mapping name -> kind, or a callable"),
+        ({"maximize": "False"}, TypeError, "maximize='False' must be True or False, not a str"),
+        ({"antithetic": 1}, TypeError, "antithetic=1 must be True or False, not a int"),
+        ({"seed": 1.0}, TypeError, "seed=1.0 must be an integer in [0, 18446744073709551615], not a float"),
     ],
 )
 def test_bad_settings_are_rejected_at_construction(kwargs, error, message):
-    with pytest.raises(error, match=message.replace("(", "\\(").replace(")", "\\)").replace("+", "\\+")):
+    with pytest.raises(error, match=re.escape(message)):
         egg.EGGROLL(**kwargs)
+
+
+def test_numpy_scalars_are_accepted_wherever_python_numbers_are():
+    es = egg.EGGROLL(
+        population_size=np.int64(6),
+        sigma=np.float32(0.25),
+        rank=np.int32(2),
+        noise_reuse=np.uint8(3),
+        seed=np.int64(3),
+        maximize=np.bool_(True),
+        antithetic=np.bool_(True),
+    )
+    assert es.settings == (6, 2, True, 3, "gaussian", 3)
+    assert all(type(value) in (int, bool, str) for value in es.settings)
+    assert es.sigma(5) == 0.25
 
 
 def test_a_sigma_schedule_that_leaves_the_positive_reals_fails_at_ask_without_touching_state():
@@ -183,7 +202,7 @@ def test_bad_params_are_rejected_at_init(name):
         es.init({})
     with pytest.raises(TypeError, match="params must be a mapping"):
         es.init([xp.zeros(3, device=dev)])
-    with pytest.raises(TypeError, match="leaf 'n' has dtype int32; ES needs real floating leaves"):
+    with pytest.raises(TypeError, match="leaf 'n' has dtype int32; ES needs float32 or float64 leaves"):
         es.init({"w": xp.zeros(3, dtype=xp.float32, device=dev), "n": xp.zeros(3, dtype=xp.int32, device=dev)})
     with pytest.raises(TypeError, match="leaf 'm' has dtype bool"):
         es.init({"m": xp.zeros(3, dtype=xp.bool, device=dev)})
@@ -195,11 +214,48 @@ def test_bad_params_are_rejected_at_init(name):
         egg.EGGROLL(population_size=4, policy={"w": "frozen"}).init({"w": xp.zeros((2, 2), device=dev)})
 
 
-def test_bfloat16_leaves_are_refused_at_init_with_the_leaf_named():
-    """The generator draws float32 or float64 only; an ml_dtypes bfloat16 leaf gets the clear refusal."""
+@pytest.mark.parametrize(
+    ("dtype", "message"),
+    [
+        (np.float16, "leaf 'w' has dtype float16; ES needs float32 or float64 leaves"),
+        (np.longdouble, f"leaf 'w' has dtype {np.dtype(np.longdouble).name}; ES needs float32 or float64 leaves"),
+        (np.dtype(">f4") if np.little_endian else np.dtype("<f4"), "leaf 'w' has dtype .f4 \\(non-native byte order\\)"),
+        (np.dtype(">f8") if np.little_endian else np.dtype("<f8"), "leaf 'w' has dtype .f8 \\(non-native byte order\\)"),
+    ],
+)
+def test_leaves_the_generator_cannot_draw_for_are_refused_at_init_with_the_leaf_named(dtype, message):
+    es = egg.EGGROLL(population_size=4)
+    with pytest.raises(TypeError, match=message):
+        es.init({"b": np.zeros(2, np.float32), "w": np.zeros((2, 2), dtype=dtype)})
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+def test_half_precision_leaves_of_other_libraries_are_refused_at_init(dtype_name):
+    import jax.numpy as jnp
+
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    with pytest.raises(TypeError, match="leaf 'w' has dtype bfloat16; ES needs real floating leaves"):
-        egg.EGGROLL(population_size=4).init({"w": np.zeros((2, 2), dtype=ml_dtypes.bfloat16)})
+    es = egg.EGGROLL(population_size=4)
+    with pytest.raises(TypeError, match=f"leaf 'w' has dtype {dtype_name}; ES needs float32 or float64 leaves"):
+        es.init({"w": jnp.zeros((2, 2), dtype=getattr(jnp, dtype_name))})
+    with pytest.raises(TypeError, match="leaf 'w' has dtype bfloat16; ES needs float32 or float64 leaves"):
+        es.init({"w": np.zeros((2, 2), dtype=ml_dtypes.bfloat16)})
+
+
+@pytest.mark.parametrize("name", ALL_BACKENDS)
+def test_zero_size_leaves_work_through_a_whole_generation(name):
+    backend = get_backend(name)
+    shapes = {"w": (3, 0), "e": (0, 4), "b": (0,), "k": (2, 0, 3), "v": (3,)}
+    params = {leaf: backend.asarray(np.zeros(shape), dtype=backend.xp.float32) for leaf, shape in shapes.items()}
+    es = egg.EGGROLL(population_size=4, sigma=0.1, policy={"k": "lowrank"}, optimizer=egg.optim.adam(0.1))
+    state = es.init(params)
+    pop = es.ask(state)
+    assert pop.linear("w", backend.asarray(np.zeros((5, 0)), dtype=backend.xp.float32)).shape == (4, 5, 3)
+    assert pop.linear("e", backend.asarray(np.ones((5, 4)), dtype=backend.xp.float32)).shape == (4, 5, 0)
+    assert pop.member(1)["k"].shape == (2, 0, 3)
+    new_state, info = es.tell(state, pop, [1.0, 2.0, 3.0, 0.0])
+    for leaf, shape in shapes.items():
+        assert new_state.params[leaf].shape == shape
+    assert np_of(new_state.params["v"]).any()  # the non-empty leaf moved
 
 
 def test_params_from_two_libraries_or_two_devices_are_rejected():
@@ -231,28 +287,69 @@ def test_bad_fitness_is_rejected_before_anything_changes(name):
     assert state.generation == 0 and pop.generation == 0
 
 
-def test_a_population_from_another_generation_or_strategy_is_rejected():
+def test_tell_refuses_a_population_not_asked_from_this_state_by_this_strategy_each_with_its_message():
     es = egg.EGGROLL(population_size=4, sigma=0.1)
     state = es.init({"w": np.zeros((3, 3))})
     pop = es.ask(state)
-    next_state, _ = es.tell(state, pop, np.arange(4.0))
-    with pytest.raises(ValueError, match="belongs to generation 0, but the state is at generation 1"):
-        es.tell(next_state, pop, np.arange(4.0))
-    for other in (egg.EGGROLL(population_size=4, sigma=0.1, seed=1), egg.EGGROLL(population_size=4, rank=2)):
-        with pytest.raises(ValueError, match="asked from a strategy with other settings"):
-            other.tell(state, pop, np.arange(4.0))
-    with pytest.raises(ValueError, match="perturbs leaves \\['w'\\], but the state has leaves \\['v'\\]"):
-        es.tell(es.init({"v": np.zeros((3, 3))}), pop, np.arange(4.0))
+    F = np.arange(4.0)
+    other_state = es.init({"w": np.ones((3, 3))})  # another state at the same generation
+    cases = [
+        (es, es.tell(state, pop, F)[0], pop, "belongs to generation 0, but the state is at generation 1"),
+        (es, other_state, pop, "asked from another state at generation 0 (its params are other arrays)"),
+        (es, state._replace(params={**state.params, "w": np.zeros((3, 3))}), pop, "asked from another state"),
+        (es, es.init({"v": np.zeros((3, 3))}), pop, "asked from another state"),
+        (egg.EGGROLL(population_size=4, sigma=0.1, seed=1), state, pop, "asked from a strategy with other settings"),
+        (egg.EGGROLL(population_size=4, rank=2), state, pop, "asked from a strategy with other settings"),
+        (egg.EGGROLL(population_size=4, policy={"w": "full"}), state, pop, "asked under another leaf policy"),
+        (es, state, es.ask(state, members=range(2, 4)), "holds members [2, 4) only; tell needs the fitness of all 4"),
+    ]
+    for strategy, told_state, told_pop, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            strategy.tell(told_state, told_pop, F)
     with pytest.raises(TypeError, match="needs the Population returned by ask"):
-        es.tell(state, {"w": np.zeros((3, 3))}, np.arange(4.0))
+        es.tell(state, {"w": np.zeros((3, 3))}, F)
     with pytest.raises(TypeError, match="needs the EggrollState"):
         es.ask({"w": np.zeros((3, 3))})
     with pytest.raises(TypeError, match="tell needs the EggrollState"):
-        es.tell({"w": np.zeros((3, 3))}, pop, np.arange(4.0))
-    with pytest.raises(ValueError, match="another leaf policy"):
-        egg.EGGROLL(population_size=4, sigma=0.1, policy={"w": "full"}).tell(state, pop, np.arange(4.0))
-    # The same settings in a new object (for example after a restart) accept the population.
-    egg.EGGROLL(population_size=4, sigma=0.1).tell(state, pop, np.arange(4.0))
+        es.tell({"w": np.zeros((3, 3))}, pop, F)
+    # The same settings in a new object (for example after a restart) accept the population, and so does
+    # the same state under another name or with its params dict copied (same arrays).
+    egg.EGGROLL(population_size=4, sigma=0.1).tell(state, pop, F)
+    es.tell(state._replace(params=dict(state.params)), pop, F)
+
+
+def test_integer_fitness_is_widened_without_losing_its_order():
+    """2**24 + 1 and 2**24 are one float32 apart from nothing: cast to float32 they tie, and the gradient of
+    a centered-rank shaping vanishes. Widened to float64 they stay distinct, exactly as the same list does."""
+    es = egg.EGGROLL(population_size=8, sigma=0.1)
+    state = es.init({"b": np.zeros(3, np.float32)})
+    pop = es.ask(state)
+    as_list = [2**24 + 1, 2**24] * 4
+    told = [es.tell(state, pop, F)[0].params["b"] for F in (np.array(as_list), as_list, np.array(as_list, np.float64))]
+    assert np.abs(told[0]).max() > 0
+    for other in told[1:]:
+        np.testing.assert_array_equal(told[0], other)
+
+
+@pytest.mark.parametrize(
+    ("fitness", "error", "message"),
+    [
+        ("1234", TypeError, "fitness must be real numbers, one per member; got a str"),
+        (None, TypeError, "got a NoneType"),
+        ({"a": 1}, TypeError, "got a dict"),
+        (np.ones(4, np.complex64), TypeError, "got complex numbers"),
+        ([1 + 2j, 0, 0, 0], TypeError, "got complex numbers"),
+        (np.array(["a", "b", "c", "d"]), TypeError, "got dtype <U1"),
+        ([1.0, "x", 2.0, 3.0], TypeError, "got dtype <U32"),
+        ([[1.0], [2.0, 3.0], [4.0], [5.0]], TypeError, "fitness must be real numbers, one per member; list gave"),
+        (np.ones(3), ValueError, "fitness has shape (3,); it must have shape (4,)"),
+    ],
+)
+def test_fitness_that_is_not_one_real_number_per_member_is_refused_naming_what_was_given(fitness, error, message):
+    es = egg.EGGROLL(population_size=4, sigma=0.1)
+    state = es.init({"b": np.zeros(3)})
+    with pytest.raises(error, match=re.escape(message)):
+        es.tell(state, es.ask(state), fitness)
 
 
 # ---- no host synchronization inside ask/tell -------------------------------------------------------------
