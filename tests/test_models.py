@@ -2,10 +2,11 @@
 an MLP that learns a teacher's classes with EGGROLL."""
 
 import math
+import re
 
 import numpy as np
 import pytest
-from helpers import ALL_BACKENDS, BACKEND_NAMES, CUPY, get_backend, np_of, ulp_distance
+from helpers import ALL_BACKENDS, BACKEND_NAMES, CUPY, get_backend, make_population, np_of, ulp_distance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,8 +22,7 @@ def _inputs(backend, shape, seed=0):
 
 
 def _population(params, *, size=6, rank=1, seed=0):
-    es = egg.EGGROLL(population_size=size, sigma=0.1, rank=rank, seed=seed)
-    return es.ask(es.init(params))
+    return make_population(get_backend("numpy"), params, population_size=size, sigma=0.1, rank=rank, seed=seed)
 
 
 def _magnitudes(pop, i):
@@ -184,10 +184,10 @@ def test_mlp_on_the_population_equals_each_member_on_mean_ops(name, rank, per_me
     params = model.init(backend.xp, device=backend.device, seed=1)
     pop = _population(params, rank=rank)
     x = _inputs(backend, (6, 5, 4) if per_member else (5, 4))
-    y = model.apply(pop, x)
+    y = model.apply(pop, x, shared=not per_member)
     assert y.shape == (6, 5, 3)
     assert y.dtype == backend.xp.float32
-    _check_mlp_members(model, pop, x, shared=None, per_member=per_member, rank=rank)
+    _check_mlp_members(model, pop, x, shared=not per_member, per_member=per_member, rank=rank)
 
 
 @pytest.mark.parametrize("name", ALL_BACKENDS)
@@ -199,11 +199,11 @@ def test_gru_over_a_sequence_on_the_population_equals_each_member_on_mean_ops(na
     params = model.init(backend.xp, device=backend.device, seed=2)
     pop = _population(params, rank=rank)
     xs = _inputs(backend, (6, 2, 4, 4) if per_member else (2, 4, 4))
-    outputs, h_last = model.apply(pop, xs)
+    outputs, h_last = model.apply(pop, xs, shared=not per_member)
     assert outputs.shape == (6, 2, 4, 16)
     assert h_last.shape == (6, 2, 16)
     assert outputs.dtype == h_last.dtype == backend.xp.float32
-    _check_gru_members(model, pop, xs, shared=None, per_member=per_member, rank=rank)
+    _check_gru_members(model, pop, xs, shared=not per_member, per_member=per_member, rank=rank)
 
 
 # The same property over random shapes, on NumPy and CuPy (JAX would compile every shape).
@@ -253,38 +253,30 @@ def test_gru_population_equals_members_for_any_shapes(
     _check_gru_members(model, pop, xs, shared=not per_member, per_member=per_member, rank=rank)
 
 
-# `shared`: the first layer's, and everything after it per member.
+# `shared`: the first layer's, and everything after it per member; an unmarked input is shared at any size.
 
 
 @pytest.mark.parametrize("name", ["numpy", "strict_no_x64"])
-def test_a_shared_batch_of_exactly_n_rows_needs_shared_true_and_is_per_member_without_it(name):
+@pytest.mark.parametrize("rows", [1, 4, 6, 8])
+def test_an_unmarked_batch_is_shared_whatever_its_size_even_n_rows(name, rows):
     backend = get_backend(name)
     model = MLP((4, 8, 3))
     pop = _population(model.init(backend.xp, device=backend.device))
-    x = _inputs(backend, (6, 4))
+    x = _inputs(backend, (rows, 4))
+    assert model.apply(pop, x).shape == (6, rows, 3)
     _check_mlp_members(model, pop, x, shared=True, per_member=False, rank=1)
-    assert model.apply(pop, x, shared=True).shape == (6, 6, 3)
-    _check_mlp_members(model, pop, x, shared=None, per_member=True, rank=1)
-    assert model.apply(pop, x).shape == (6, 3)
 
 
-def test_a_gru_batch_of_exactly_n_sequences_with_shared_true_is_shared():
+@pytest.mark.parametrize("steps", [1, 6])
+def test_an_unmarked_sequence_is_shared_whatever_its_length(steps):
     backend = get_backend("numpy")
     model = GRU(4, 8)
     pop = _population(model.init(backend.xp))
-    xs = _inputs(backend, (6, 3, 4))
-    _check_gru_members(model, pop, xs, shared=True, per_member=False, rank=1)
-    _check_gru_members(model, pop, xs, shared=None, per_member=True, rank=1)
-
-
-def test_a_single_sequence_of_n_steps_is_shared():
-    """A (T, n) sequence has no member axis, even when T = N."""
-    backend = get_backend("numpy")
-    model = GRU(4, 8)
-    pop = _population(model.init(backend.xp))
-    xs = _inputs(backend, (6, 4))
-    assert model.apply(pop, xs)[0].shape == (6, 6, 8)
-    _check_gru_members(model, pop, xs, shared=None, per_member=False, rank=1)
+    for shape in ((steps, 4), (6, steps, 4)):
+        xs = _inputs(backend, shape)
+        assert model.apply(pop, xs)[0].shape == (6, *shape[:-1], 8)
+        _check_gru_members(model, pop, xs, shared=True, per_member=False, rank=1)
+    _check_gru_members(model, pop, _inputs(backend, (6, steps, 4)), shared=False, per_member=True, rank=1)
 
 
 def test_models_with_distinct_names_compose_in_one_params_dict():
@@ -295,7 +287,7 @@ def test_models_with_distinct_names_compose_in_one_params_dict():
     assert len(params) == 10 + 4
 
     def model(ops, xs):
-        return head.apply(ops, encoder.apply(ops, xs)[1])
+        return head.apply(ops, encoder.apply(ops, xs)[1], shared=False)
 
     pop = _population(params)
     xs = _inputs(backend, (5, 4, 3))
@@ -494,15 +486,35 @@ def test_an_unknown_activation_is_rejected_with_the_known_names():
         activation("Tanh")
 
 
-@pytest.mark.parametrize("sizes", [(), (3,), (3, 0), (3, -1, 2), (3, 2.0), (3, True)])
-def test_mlp_sizes_must_be_at_least_two_positive_integers(sizes):
-    with pytest.raises(ValueError, match="MLP"):
+@pytest.mark.parametrize(
+    ("sizes", "error", "message"),
+    [
+        ((), ValueError, "sizes=() must hold at least two widths"),
+        ((3,), ValueError, "sizes=(3,) must hold at least two widths"),
+        ((3, 0), ValueError, "sizes[1]=0 must be an integer ≥ 1"),
+        ((3, -1, 2), ValueError, "sizes[1]=-1 must be an integer ≥ 1"),
+        ((3, 2.0), TypeError, "sizes[1]=2.0 must be an integer ≥ 1, not a float"),
+        ((3, True), TypeError, "sizes[1]=True must be an integer ≥ 1, not a bool"),
+        (5, TypeError, "sizes=5 must be a sequence of layer widths, not a int"),
+    ],
+)
+def test_mlp_sizes_must_be_at_least_two_positive_integers(sizes, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         MLP(sizes)
+    assert MLP((np.int64(3), 2)).sizes == (3, 2) and type(MLP((np.int64(3), 2)).sizes[0]) is int
 
 
-@pytest.mark.parametrize(("input_size", "hidden_size"), [(0, 3), (3, 0), (2.5, 3), (3, None)])
-def test_gru_sizes_must_be_positive_integers(input_size, hidden_size):
-    with pytest.raises(ValueError, match="must be a positive integer"):
+@pytest.mark.parametrize(
+    ("input_size", "hidden_size", "error", "message"),
+    [
+        (0, 3, ValueError, "input_size=0 must be an integer ≥ 1"),
+        (3, 0, ValueError, "hidden_size=0 must be an integer ≥ 1"),
+        (2.5, 3, TypeError, "input_size=2.5 must be an integer ≥ 1, not a float"),
+        (3, None, TypeError, "hidden_size=None must be an integer ≥ 1, not a NoneType"),
+    ],
+)
+def test_gru_sizes_must_be_positive_integers(input_size, hidden_size, error, message):
+    with pytest.raises(error, match=re.escape(message)):
         GRU(input_size, hidden_size)
 
 
