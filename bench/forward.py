@@ -7,10 +7,11 @@ each sample repeating its call enough times to last about --min-time seconds:
 
 - plain:       `(x.reshape(N*b, d) @ W.T).reshape(N, b, d)`, batched inference with the same shapes and
                the same GEMM, no perturbation;
-- perturbed:   `pop.linear("w", x)` with `pop = EGGROLL(population_size=N, sigma=0.05, rank=r).ask(state)`
-               made once, outside the timed region (noise excluded);
-- ask+fwd:     `es.ask(state).linear("w", x)`: the generation's noise factors drawn inside the timed step
-               (noise included, the honest end-to-end figure);
+- perturbed:   `pop.linear("w", x, shared=False)` (x holds one row block per member) with
+               `pop = EGGROLL(population_size=N, sigma=0.05, rank=r).ask(state)` made once, outside the timed
+               region (noise excluded);
+- ask+fwd:     `es.ask(state).linear("w", x, shared=False)`: the generation's noise factors drawn inside the
+               timed step (noise included, the honest end-to-end figure);
 - naive:       full-rank ES as one would write it without EGGROLL: for each antithetic pair draw a dense
                εₖ (d, d) with NumPy's `Generator.standard_normal(dtype=float32)` (its fastest normals, with
                no regenerability to pay for, so generous to the baseline), form W + σεₖ and W − σεₖ (the
@@ -150,7 +151,7 @@ def timed_once(fn: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 
 
 def check_forward(pop, x: np.ndarray, y: np.ndarray, y_asked: np.ndarray, plain: np.ndarray, where: str) -> float:
-    """Members of y = pop.linear("w", x) against xᵢ W_iᵀ with Wᵢ = pop.member(i)["w"], in float64; y_asked
+    """Members of y = pop.linear("w", x, shared=False) against xᵢ W_iᵀ with Wᵢ = pop.member(i)["w"], in float64; y_asked
     (from a fresh ask) must agree with y. Returns the largest relative error; raises if anything is off."""
     n = len(pop)
     if y.shape != x.shape or y.dtype != np.float32:
@@ -220,8 +221,8 @@ def measure(
     # on the first input of every member, x[:, :1] (same d, N, r and code path), and calibrated as plain.
     tasks: dict[str, Callable[[], np.ndarray]] = {"plain": plain}
     for r in group.ranks:
-        tasks[f"perturbed r={r}"] = lambda pop=pops[r]: pop.linear("w", x)
-        tasks[f"ask+fwd r={r}"] = lambda es=strategies[r], state=states[r]: es.ask(state).linear("w", x)
+        tasks[f"perturbed r={r}"] = lambda pop=pops[r]: pop.linear("w", x, shared=False)
+        tasks[f"ask+fwd r={r}"] = lambda es=strategies[r], state=states[r]: es.ask(state).linear("w", x, shared=False)
     first: dict[str, float] = {}
     base, first["plain"] = timed_once(plain)
     long_calls = first["plain"] >= LONG_CALL_S
@@ -232,7 +233,8 @@ def measure(
     errors = {}
     for r in group.ranks:
         if long_calls:
-            y, y_asked = pops[r].linear("w", checked), strategies[r].ask(states[r]).linear("w", checked)
+            y = pops[r].linear("w", checked, shared=False)
+            y_asked = strategies[r].ask(states[r]).linear("w", checked, shared=False)
             first[f"perturbed r={r}"] = first[f"ask+fwd r={r}"] = first["plain"]
         else:
             y, first[f"perturbed r={r}"] = timed_once(tasks[f"perturbed r={r}"])

@@ -14,8 +14,9 @@ with its error while the others go on:
    σ = 0.05, antithetic pairs, in float32 and in bfloat16 where CuPy supports it (through ml_dtypes). Timed,
    interleaved over the repeats with the order rotating:
      plain      x @ Wᵀ, batched inference with the same GEMM and no perturbation;
-     perturbed  pop.linear("w", x) with the population asked once, outside the timing (noise pre-generated);
-     ask+fwd    es.ask(state).linear("w", x): the generation's noise drawn inside the step;
+     perturbed  pop.linear("w", x, shared=False) with the population asked once, outside the timing (noise
+                pre-generated);
+     ask+fwd    es.ask(state).linear("w", x, shared=False): the generation's noise drawn inside the step;
      noise      es.ask(state) alone;
      portable   forward.linear_portable: the same forward without the CuPy fast path (its fused kernel),
                 so the table shows what the kernel buys.
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -341,32 +343,31 @@ class Layer:
         self.weight, self.x = (w32, x32) if dtype_name == "float32" else (xp.astype(w32, dtype), xp.astype(x32, dtype))
         weight_t = xp.matrix_transpose(self.weight)
         self.plain = lambda: self.x @ weight_t
+        es = egg.EGGROLL(population_size=n, sigma=SIGMA, rank=1, seed=0)
         if dtype_name == "float32":
-            es = egg.EGGROLL(population_size=n, sigma=SIGMA, rank=1, seed=0)
             state = es.init({"w": self.weight})
             self.pop = es.ask(state)
             self.noise = lambda: es.ask(state)
-            self.perturbed = lambda: self.pop.linear("w", self.x)
-            self.ask_forward = lambda: es.ask(state).linear("w", self.x)
+            self.perturbed = lambda: self.pop.linear("w", self.x, shared=False)
+            self.ask_forward = lambda: es.ask(state).linear("w", self.x, shared=False)
             self.factors = self.pop.noise["w"]
-            plan, members = self.pop.plans["w"], forward.Members(n, True, SIGMA, 1)
-            self.portable = lambda: forward.linear_portable(xp, plan, self.weight, self.factors, self.x, members)
+            self.portable = lambda: forward.linear_portable(self.pop, "w", self.x, shared=False)
         else:
-            plan = noise_mod.plan_leaves({"w": self.weight})["w"]
-            members = forward.Members(n, True, SIGMA, 1)
+            # The generator draws float32; the population of another dtype holds its factors cast to it.
+            state = es.init({"w": w32})
 
-            def cast_factors():
-                drawn = noise_mod.leaf_noise(
-                    xp, plan, seed=0, epoch=0, directions=range(n // 2), rank=1, noise="gaussian",
-                    dtype=xp.float32, dev=dev,
-                )  # fmt: skip
-                return noise_mod.LowRankNoise(xp.astype(drawn.A, dtype), xp.astype(drawn.B, dtype))
+            def cast_population():
+                pop = es.ask(state)
+                drawn = pop.noise["w"]
+                factors = noise_mod.LowRankNoise(xp.astype(drawn.A, dtype), xp.astype(drawn.B, dtype))
+                return dataclasses.replace(pop, params={"w": self.weight}, noise={"w": factors})
 
-            self.factors = cast_factors()
-            self.noise = cast_factors
-            self.perturbed = lambda: forward.linear(xp, plan, self.weight, self.factors, self.x, members)
-            self.portable = lambda: forward.linear_portable(xp, plan, self.weight, self.factors, self.x, members)
-            self.ask_forward = lambda: forward.linear(xp, plan, self.weight, cast_factors(), self.x, members)
+            self.pop = cast_population()
+            self.factors = self.pop.noise["w"]
+            self.noise = cast_population
+            self.perturbed = lambda: forward.linear(self.pop, "w", self.x, shared=False)
+            self.portable = lambda: forward.linear_portable(self.pop, "w", self.x, shared=False)
+            self.ask_forward = lambda: forward.linear(cast_population(), "w", self.x, shared=False)
 
     def check(self) -> float:
         """Largest relative error of members 0, 1, N − 1 against xᵢ Wᵢᵀ in float64, Wᵢ = W + σ sᵢ aₖ bₖᵀ

@@ -61,7 +61,7 @@ class Layout(NamedTuple):
         return -1 if (self.offset + i) % self.per_direction else 1
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Population:
     """One generation's perturbed population (returned by `EGGROLL.ask`; build one through `ask` only).
 

@@ -114,3 +114,21 @@ def make_population(backend, shapes_or_params: dict, *, population_size: int = 4
         params = random_params(backend, params, seed=seed, dtype=dtype)
     es = egg.EGGROLL(population_size=population_size, seed=seed, **{"sigma": 0.3, **settings})
     return es.ask(es.init(params))
+
+
+def member_magnitudes(pop, i: int) -> dict:
+    """Entrywise bound on the terms both paths sum for member i: |θ| + σ|Aₖ||Bₖ|ᵀ/√r for a low-rank leaf
+    (it bounds |θᵢ| and the population's rank-r correction alike), |θ| + σ|Eₖ| for a full one."""
+    k = i // pop.layout.per_direction  # the row of the noise arrays
+    bounds = {}
+    for name, theta in pop.params.items():
+        noise = pop.noise.get(name)
+        if noise is None:
+            eps = 0.0
+        elif isinstance(noise, egg.noise.LowRankNoise):
+            eps = np.abs(np_of(noise.A)[k]) @ np.abs(np_of(noise.B)[k]).T / math.sqrt(pop.rank)
+            eps = eps.reshape(theta.shape)
+        else:
+            eps = np.abs(np_of(noise.E)[k])
+        bounds[name] = np.abs(np_of(theta)) + pop.sigma * eps
+    return bounds

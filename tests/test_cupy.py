@@ -90,10 +90,8 @@ def test_fused_forward_matches_the_portable_path(dtype_name, per_member, m, n, r
     es = egg.EGGROLL(population_size=population_size, sigma=0.3, rank=rank, seed=seed, antithetic=antithetic)
     pop = es.ask(es.init({"w": xp.asarray(rng.standard_normal((m, n)), dtype=dtype, device=dev)}))
     x = xp.asarray(rng.standard_normal(((population_size,) if per_member else ()) + (rows, n)), dtype=dtype, device=dev)
-    members = forward.Members(population_size, antithetic, pop.sigma, rank)
-    args = (xp, pop.plans["w"], pop.params["w"], pop.noise["w"], x, members)
-    fused = forward.linear(*args, shared=not per_member)
-    portable = forward.linear_portable(*args, shared=not per_member)
+    fused = forward.linear(pop, "w", x, shared=not per_member)
+    portable = forward.linear_portable(pop, "w", x, shared=not per_member)
     assert isinstance(fused, cupy.ndarray) and fused.dtype == portable.dtype == dtype
     assert fused.shape == portable.shape == (population_size, rows, m)
     # Each side rounds at most n + r + 8 times on terms bounded by |x|·(|W| + σ|A||B|)·n.
@@ -291,7 +289,7 @@ def _generation_parts(xp, dev, nan_policy="worst"):
 
     def forward(pop):
         y = model.apply(pop, x, shared=True)
-        rows = pop.embedding("emb", ids)
+        rows = pop.embedding("emb", ids, shared=False)
         return -xp.mean(y * y, axis=(1, 2)) + xp.mean(rows, axis=(1, 2)) + xp.sum(pop.vector("gain"), axis=1)
 
     def mean_forward(state):

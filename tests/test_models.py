@@ -6,7 +6,16 @@ import re
 
 import numpy as np
 import pytest
-from helpers import ALL_BACKENDS, BACKEND_NAMES, CUPY, get_backend, make_population, np_of, ulp_distance
+from helpers import (
+    ALL_BACKENDS,
+    BACKEND_NAMES,
+    CUPY,
+    get_backend,
+    make_population,
+    member_magnitudes,
+    np_of,
+    ulp_distance,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,21 +32,6 @@ def _inputs(backend, shape, seed=0):
 
 def _population(params, *, size=6, rank=1, seed=0):
     return make_population(get_backend("numpy"), params, population_size=size, sigma=0.1, rank=rank, seed=seed)
-
-
-def _magnitudes(pop, i):
-    """Entrywise bound on the terms both paths sum for member i: |θ| + σ|Aₖ||Bₖ|ᵀ/√r for a low-rank leaf
-    (it bounds |θᵢ| and the population's rank-r correction alike), |θ| + σ|Eₖ| for a full one."""
-    k = pop.direction(i)
-    bounds = {}
-    for name, theta in pop.params.items():
-        noise = pop.noise[name]
-        if isinstance(noise, egg.noise.LowRankNoise):
-            eps = np.abs(np_of(noise.A)[k]) @ np.abs(np_of(noise.B)[k]).T / math.sqrt(pop.rank)
-        else:
-            eps = np.abs(np_of(noise.E)[k])
-        bounds[name] = np.abs(np_of(theta)) + pop.sigma * eps
-    return bounds
 
 
 def _mlp_bound(model, mags, x, rank):
@@ -95,7 +89,7 @@ def _check_mlp_members(model, pop, x, *, shared, per_member, rank):
     for i in range(len(pop)):
         x_i = x[i, ...] if per_member else x
         expected = np_of(model.apply(egg.MeanOps(pop.member(i)), x_i))
-        bound = _mlp_bound(model, _magnitudes(pop, i), x_host[i] if per_member else x_host, rank)
+        bound = _mlp_bound(model, member_magnitudes(pop, i), x_host[i] if per_member else x_host, rank)
         assert np.all(np.abs(y[i] - expected) <= bound), (i, np.max(np.abs(y[i] - expected) / bound))
 
 
@@ -106,7 +100,7 @@ def _check_gru_members(model, pop, xs, *, shared, per_member, rank):
     for i in range(len(pop)):
         expected, expected_last = model.apply(egg.MeanOps(pop.member(i)), xs[i, ...] if per_member else xs)
         theta = {k: np_of(v) for k, v in pop.member(i).items()}
-        bound = _gru_bound(model, theta, _magnitudes(pop, i), xs_host[i] if per_member else xs_host, rank)
+        bound = _gru_bound(model, theta, member_magnitudes(pop, i), xs_host[i] if per_member else xs_host, rank)
         assert np.all(np.abs(outputs[i] - np_of(expected)) <= bound), i
         np.testing.assert_array_equal(outputs[i][..., -1, :], h_last[i])
         np.testing.assert_array_equal(np_of(expected)[..., -1, :], np_of(expected_last))

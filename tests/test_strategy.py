@@ -49,28 +49,6 @@ def test_a_generation_keeps_shapes_dtypes_and_frozen_leaves_and_advances_the_cou
         assert all(v.shape == () for v in info.values())
 
 
-@backends
-def test_members_are_mean_plus_sigma_times_signed_noise_and_frozen_leaves_are_shared(name):
-    backend = get_backend(name)
-    params = _params(backend)
-    es = egg.EGGROLL(population_size=4, sigma=0.3, rank=2, policy={"frozen": "frozen"})
-    pop = es.ask(es.init(params))
-    assert len(pop) == 4 and pop.sigma == 0.3
-    member = pop.member(3)
-    assert member["frozen"] is params["frozen"]
-    a, b = np_of(pop.noise["w"].A[1, ...]), np_of(pop.noise["w"].B[1, ...])
-    expected = np_of(params["w"]) - 0.3 * (a @ b.T) / math.sqrt(2)
-    np.testing.assert_allclose(np_of(member["w"]), expected, rtol=1e-5, atol=1e-6)
-    assert pop.sign(3) == -1 and pop.direction(3) == 1 and pop.sign(-4) == 1
-    with pytest.raises(IndexError, match="member index 4 is out of range for a population of 4"):
-        pop.member(4)
-    with pytest.raises(TypeError, match="member index must be an integer"):
-        pop.member(1.0)
-    with pytest.raises(TypeError, match="member index must be an integer, got bool"):
-        pop.member(True)
-    assert pop.member(np.int64(0)).keys() == params.keys()
-
-
 def test_tell_is_pure_and_repeatable():
     backend = get_backend("numpy")
     params = _params(backend)
