@@ -71,13 +71,21 @@ def log_softmax(x):
 ACTIVATIONS = {"identity": identity, "tanh": tanh, "relu": relu, "sigmoid": sigmoid, "gelu": gelu}
 
 
-def activation(name: str | None):
-    """The activation function named `name` (a key of ACTIVATIONS); None is the identity."""
+def activation(name: str | None, what: str = "activation"):
+    """The activation function named `name` (a key of ACTIVATIONS); None is the identity. `what` names the
+    argument in errors."""
     if name is None:
         return identity
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; use one of {', '.join(map(repr, ACTIVATIONS))} or None")
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[_checks.choice(what, name, ACTIVATIONS)]
+
+
+def _check_name(name) -> str:
+    """A model's leaf-name prefix: a non-empty string."""
+    if not isinstance(name, str):
+        raise TypeError(f"name={name!r} must be a string (the prefix of the model's leaf names), not a {type(name).__name__}")
+    if not name:
+        raise ValueError("name='' must be a non-empty string (the prefix of the model's leaf names)")
+    return name
 
 
 
@@ -85,6 +93,7 @@ def activation(name: str | None):
 def _init_leaves(specs: dict, xp, dtype, dev, seed: int) -> dict:
     """Leaves from specs name → (shape, std): N(0, std²) entries drawn from the stream (seed, leaf name), or
     zeros where std is None. dtype None means float32; dev None means xp's default device."""
+    seed = _checks.integer("seed", seed, 0, 2**64 - 1)
     probe = xp.zeros((0,), dtype=xp.float32 if dtype is None else dtype)  # no device=: raw CuPy lacks it
     xp, dtype = array_namespace(probe), probe.dtype
     dev = device(probe) if dev is None else dev
@@ -124,7 +133,8 @@ class MLP:
         sizes = tuple(_checks.integer(f"sizes[{l}]", size, 1) for l, size in enumerate(sizes))
         object.__setattr__(self, "sizes", sizes)
         activation(self.activation)
-        activation(self.output_activation)
+        activation(self.output_activation, "output_activation")
+        _check_name(self.name)
 
     def _specs(self) -> dict:
         specs = {}
@@ -179,6 +189,7 @@ class GRU:
     def __post_init__(self):
         for what in ("input_size", "hidden_size"):
             object.__setattr__(self, what, _checks.integer(what, getattr(self, what), 1))
+        _check_name(self.name)
 
     def _specs(self) -> dict:
         n, h = self.input_size, self.hidden_size

@@ -177,8 +177,8 @@ def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:
     if not looks_like_optax and (callable(optimizer) or isinstance(optimizer, numbers.Real)):
         return sgd(optimizer)
     message = (
-        "optimizer must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule; "
-        f"got {type(optimizer).__name__}"
+        f"optimizer={optimizer!r} must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule, "
+        f"not a {type(optimizer).__name__}"
     )
     if looks_like_optax:
         message += "; it looks like an optax GradientTransformation, and optax transformations are not supported yet"

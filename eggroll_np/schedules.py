@@ -107,13 +107,15 @@ class exponential:
 
 def as_schedule(value: float | Schedule, what: str, *, positive: bool = True) -> Schedule:
     """A schedule from a callable of the generation (returned as is) or a Python or NumPy real number v
-    (constant(v), checked as the value of every generation: v > 0 if `positive`, else v ≥ 0); `what`
-    names the hyperparameter in errors."""
+    (constant(v), with v > 0 if `positive`, else v ≥ 0); `what` names the hyperparameter in errors."""
     if callable(value):
         return value
+    expected = "a finite number" + (" > 0" if positive else " ≥ 0") + " or a schedule (a callable of the generation)"
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a float or a callable of the generation, not a {type(value).__name__}")
-    return constant(_checks.scheduled(what, value, 0, positive=positive))
+        raise TypeError(f"{what}={value!r} must be {expected}, not a {type(value).__name__}")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise ValueError(f"{what}={value!r} must be {expected}")
+    return constant(float(value))
 
 
 def value_at(schedule: Schedule, generation: int, what: str, *, positive: bool) -> float:

@@ -103,8 +103,9 @@ def make_shaping(
                 "callable, apply your own grouping inside it and leave group_size=0"
             )
         return shaping
-    if shaping not in SHAPINGS:
-        raise ValueError(f"unknown shaping {shaping!r}; use one of {', '.join(SHAPINGS)} or a callable F -> f")
+    if not isinstance(shaping, str) or shaping not in SHAPINGS:
+        error = ValueError if isinstance(shaping, str) else TypeError
+        raise error(f"shaping={shaping!r} must be one of {', '.join(map(repr, SHAPINGS))} or a callable F -> f")
     if shaping == "sign" and not antithetic:
         raise ValueError("shaping='sign' compares antithetic pairs; use antithetic=True or another shaping")
     if shaping not in GROUP_SHAPINGS:

@@ -472,12 +472,18 @@ def test_activations_match_their_formulas_and_sigmoid_does_not_overflow():
 
 
 def test_an_unknown_activation_is_rejected_with_the_known_names():
-    with pytest.raises(ValueError, match=r"unknown activation 'swish'.*'tanh'"):
+    with pytest.raises(ValueError, match=r"activation='swish' must be one of .*'tanh'"):
         MLP((2, 3), activation="swish")
-    with pytest.raises(ValueError, match="unknown activation 'softmax'"):
+    with pytest.raises(ValueError, match="output_activation='softmax' must be one of"):
         MLP((2, 3), output_activation="softmax")
-    with pytest.raises(ValueError, match="unknown activation"):
+    with pytest.raises(ValueError, match="activation='Tanh' must be one of"):
         activation("Tanh")
+    with pytest.raises(TypeError, match="activation=<built-in function abs> must be one of .*, not a builtin"):
+        MLP((2, 3), activation=abs)
+    with pytest.raises(TypeError, match="name=3 must be a string"):
+        GRU(2, 3, name=3)
+    with pytest.raises(ValueError, match="name='' must be a non-empty string"):
+        MLP((2, 3), name="")
 
 
 @pytest.mark.parametrize(

@@ -259,16 +259,16 @@ class _GradientTransformation(NamedTuple):
     update: object
 
 
-ACCEPTED = "optimizer must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule; got "
+ACCEPTED = " must be an eggroll_np.optim.Optimizer, a learning rate (number) or a schedule, not a "
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         (_GradientTransformation(lambda p: None, lambda g, s, p=None: (g, s)), ACCEPTED + "_GradientTransformation; "),
-        ("0.1", ACCEPTED + "str"),
-        (None, ACCEPTED + "NoneType"),
-        ([0.1], ACCEPTED + "list"),
+        ("0.1", "optimizer='0.1'" + ACCEPTED + "str"),
+        (None, "optimizer=None" + ACCEPTED + "NoneType"),
+        ([0.1], "optimizer=[0.1]" + ACCEPTED + "list"),
     ],
     ids=["optax-like", "str", "None", "list"],
 )

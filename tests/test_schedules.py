@@ -121,16 +121,20 @@ def test_as_schedule_keeps_a_callable_and_makes_a_number_constant():
 
 @pytest.mark.parametrize("value", ["0.1", True, np.bool_(True), None, [0.1]], ids=repr)
 def test_as_schedule_refuses_what_is_neither_a_number_nor_callable_naming_it(value):
-    expected = f"sigma must be a float or a callable of the generation, not a {type(value).__name__}"
+    expected = (
+        f"sigma={value!r} must be a finite number > 0 or a schedule (a callable of the generation), "
+        f"not a {type(value).__name__}"
+    )
     with pytest.raises(TypeError, match=re.escape(expected)):
         schedules.as_schedule(value, "sigma")
 
 
 def test_as_schedule_checks_a_number_as_the_value_of_every_generation():
-    sigma_message = "sigma at generation 0 is 0.0; it must be a positive finite number"
-    with pytest.raises(ValueError, match=re.escape(sigma_message)):
-        schedules.as_schedule(0.0, "sigma")
-    rate_message = "learning rate at generation 0 is nan; it must be a finite number ≥ 0"
+    sigma_message = "sigma=0.0 must be a finite number > 0 or a schedule (a callable of the generation)"
+    for value in (0.0, -0.1, math.inf, math.nan):
+        with pytest.raises(ValueError, match=re.escape(sigma_message.replace("0.0", repr(value)))):
+            schedules.as_schedule(value, "sigma")
+    rate_message = "learning rate=nan must be a finite number ≥ 0 or a schedule"
     with pytest.raises(ValueError, match=re.escape(rate_message)):
         schedules.as_schedule(math.nan, "learning rate", positive=False)
 
