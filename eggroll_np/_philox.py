@@ -32,26 +32,6 @@ from typing import NamedTuple
 
 from ._array_api import dtype_name, has_dtype
 
-__all__ = [
-    "KINDS",
-    "PHILOX_M0",
-    "PHILOX_M1",
-    "PHILOX_W0",
-    "PHILOX_W1",
-    "StreamKey",
-    "derive_key",
-    "draw_portable",
-    "elements",
-    "key_schedule",
-    "lanes_per_block",
-    "philox4x32_10",
-    "philox4x32_10_int",
-    "philox_words",
-    "random_bits",
-    "stream_arrays",
-    "stream_id",
-]
-
 PHILOX_M0 = 0xD2511F53
 PHILOX_M1 = 0xCD9E8D57
 PHILOX_W0 = 0x9E3779B9

@@ -127,6 +127,16 @@ def _package_version() -> str:
     return __version__
 
 
+def _read_member(archive, name: str, *, missing: str, unreadable: str):
+    """archive[name], or a CheckpointError saying `missing` (no such member) or `unreadable` and why."""
+    try:
+        return archive[name]
+    except KeyError:
+        raise CheckpointError(missing) from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{unreadable} ({exc})") from None
+
+
 def _open(path) -> tuple[dict, Any]:
     """The parsed header and the open NpzFile, or a CheckpointError."""
     path = Path(path)
@@ -137,12 +147,12 @@ def _open(path) -> tuple[dict, Any]:
         archive = np.load(io.BytesIO(data), allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise CheckpointError(f"{str(path)!r} is not a readable checkpoint (truncated or not an .npz): {exc}") from None
-    try:
-        raw = archive[_META]
-    except KeyError:
-        raise CheckpointError(f"{str(path)!r} has no {_META}; it was not written by eggroll_np.save") from None
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise CheckpointError(f"{str(path)!r}: its metadata cannot be read ({exc})") from None
+    raw = _read_member(
+        archive,
+        _META,
+        missing=f"{str(path)!r} has no {_META}; it was not written by eggroll_np.save",
+        unreadable=f"{str(path)!r}: its metadata cannot be read",
+    )
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -177,12 +187,9 @@ def _decode(tree, archive, hashes: dict, xp, device, path: str):
         return tree["value"]
     if "array" in tree:
         name = tree["array"]
-        try:
-            array = archive[name]
-        except KeyError:
-            raise CheckpointError(f"array {name!r} is missing from the checkpoint") from None
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise CheckpointError(f"array {name!r} cannot be read: {exc}") from None
+        array = _read_member(
+            archive, name, missing=f"array {name!r} is missing from the checkpoint", unreadable=f"array {name!r} cannot be read"
+        )
         if hashes.get(name) != _digest(np.ascontiguousarray(array)):
             raise CheckpointError(f"array {name!r} does not match its recorded SHA-256: the file was altered")
         if xp is None:

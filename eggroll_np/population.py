@@ -88,21 +88,10 @@ class Population:
         if is_jax_namespace(self.xp):
             register_jax_pytree()
 
-    @property
-    def size(self) -> int:
-        return self.layout.size
-
-    @property
-    def offset(self) -> int:
-        return self.layout.offset
-
-    @property
-    def rank(self) -> int:
-        return self.settings.rank
-
-    @property
-    def antithetic(self) -> bool:
-        return self.settings.antithetic
+    size = property(lambda self: self.layout.size, doc="N: the members of this population (or slice).")
+    offset = property(lambda self: self.layout.offset, doc="The index of the first member in the whole population.")
+    rank = property(lambda self: self.settings.rank, doc="r: the rank of each low-rank perturbation.")
+    antithetic = property(lambda self: self.settings.antithetic, doc="Whether members 2k, 2k+1 share εₖ.")
 
     @property
     def fingerprint(self) -> Settings:
