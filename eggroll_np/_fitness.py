@@ -5,11 +5,12 @@ The dtype rule (docs/algorithm.md, "Fitness"):
   (other than NumPy) stays where it is; anything else is converted on the host first.
 - Real floating fitness keeps its dtype where the device has it (float32 stays float32, float64 float64).
 - Integer and boolean fitness is widened to the device's widest float (float64, or float32 where 64-bit
-  types are missing), as is floating fitness of a dtype the device lacks.
-- Where that widening could merge values (int64 into float64 beyond 2⁵³, int32 or float64 into float32),
-  values that were distinct must stay distinct, or the fitness is refused with the members named: ranks
-  and pair comparisons would otherwise change without a word. On the host this check is free; on a
-  device it reads back one boolean, and only for those dtypes.
+  types are missing). Where that could merge values (int64 into float64 beyond 2⁵³, int32 into float32
+  beyond 2²⁴), values that were distinct must stay distinct, or the fitness is refused with the members
+  named: ranks and pair comparisons would otherwise change without a word. On the host this check is
+  free; on a device it reads back one boolean, and only for those dtypes.
+- Floating fitness of a dtype the device lacks (float64 on a device without it) is rounded to the device's
+  widest float, as any computation on that device would round it.
 - Complex numbers, strings, None, mappings and objects are refused with a TypeError naming what was given.
 """
 
@@ -24,7 +25,7 @@ from ._array_api import array_namespace, dtype_name, has_dtype, is_array_api_obj
 __all__ = ["as_fitness"]
 
 # Integer dtypes whose every value a float of this mantissa width holds exactly (float32: 24, float64: 53).
-_EXACT_BITS = {"bool": 1, "float16": 11, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32}
+_EXACT_BITS = {"bool": 1, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32}
 _MANTISSA_BITS = {"float32": 24, "float64": 53}
 
 
@@ -41,9 +42,10 @@ def _target(xp, dev, dtype) -> str:
 
 
 def _may_merge(dtype, target: str) -> bool:
+    """Whether widening integers of `dtype` to `target` could map two of them to one float."""
     name = dtype_name(dtype)
-    if name in _MANTISSA_BITS:
-        return _MANTISSA_BITS[name] > _MANTISSA_BITS[target]
+    if np.dtype(name).kind == "f":
+        return False
     return _EXACT_BITS.get(name, 64) > _MANTISSA_BITS[target]
 
 
@@ -60,11 +62,13 @@ def _merge_error(F, target: str) -> ValueError:
     order = np.argsort(host, kind="stable")
     ordered, cast = host[order], host[order].astype(target)
     pairs = np.nonzero((ordered[1:] != ordered[:-1]) & (cast[1:] == cast[:-1]))[0][:3]
-    shown = "; ".join(f"members {order[j]} and {order[j + 1]} ({ordered[j]!r} and {ordered[j + 1]!r})" for j in pairs)
+    shown = "; ".join(
+        f"members {order[j]} and {order[j + 1]} ({ordered[j].item()} and {ordered[j + 1].item()})" for j in pairs
+    )
+    wider = ", or use a device with float64 (for JAX: JAX_ENABLE_X64=1)" if target == "float32" else ""
     return ValueError(
         f"fitness of dtype {host.dtype} would lose distinct values as {target}, the widest float here: {shown} "
-        f"become equal; rescale or round the fitness yourself, or use a device with float64 (for JAX: "
-        "JAX_ENABLE_X64=1)"
+        f"become equal; convert it to floats yourself if that is acceptable{wider}"
     )
 
 

@@ -45,7 +45,9 @@ def lowrank_linear_numpy(x, weight, noise, per_direction: int, sigma: float, per
     signs = np.asarray([scale, -scale][:per_direction], dtype=a.dtype)
     if per_member:
         x = np.reshape(x, (directions, per_direction * rows, n))
-        out = np.matmul(np.reshape(x, (directions * per_direction * rows, n)), weight.T).reshape(directions, per_direction * rows, m)
+        out = np.matmul(np.reshape(x, (directions * per_direction * rows, n)), weight.T).reshape(
+            directions, per_direction * rows, m
+        )
         step = _block_directions(per_direction * rows, m, out.itemsize)
         row_signs = np.repeat(signs, rows)[None, :, None]
         scratch = np.empty((min(step, directions), per_direction * rows, m), dtype=out.dtype)

@@ -188,7 +188,10 @@ def _decode(tree, archive, hashes: dict, xp, device, path: str):
     if "array" in tree:
         name = tree["array"]
         array = _read_member(
-            archive, name, missing=f"array {name!r} is missing from the checkpoint", unreadable=f"array {name!r} cannot be read"
+            archive,
+            name,
+            missing=f"array {name!r} is missing from the checkpoint",
+            unreadable=f"array {name!r} cannot be read",
         )
         if hashes.get(name) != _digest(np.ascontiguousarray(array)):
             raise CheckpointError(f"array {name!r} does not match its recorded SHA-256: the file was altered")

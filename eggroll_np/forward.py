@@ -76,19 +76,22 @@ def linear(pop, name: str, x, *, shared: bool = True):
     noise record has a fast path for the backend (NumPy in place, CuPy fused kernels), it is taken.
 
     x: (..., n) shared, or (N, ..., n) per member with shared=False; returns (N, ..., m)."""
-    plan, weight, noise, per_member, middle = _linear_layout(pop, name, x, shared)
+    checked = _linear_layout(pop, name, x, shared)
+    _, weight, noise, per_member, middle = checked
     fast = None if noise is None else noise.fast_linear(pop.xp)
     if fast is None:
-        return linear_portable(pop, name, x, shared=shared)
-    layout = pop.layout
-    y = fast(x, weight, noise, layout.per_direction, pop.sigma, per_member, prod(middle))
-    return pop.xp.reshape(y, (layout.size, *middle, weight.shape[0]))
+        return _linear_portable(pop, x, *checked)
+    y = fast(x, weight, noise, pop.layout.per_direction, pop.sigma, per_member, prod(middle))
+    return pop.xp.reshape(y, (pop.layout.size, *middle, weight.shape[0]))
 
 
 def linear_portable(pop, name: str, x, *, shared: bool = True):
     """`linear` in array-API operations only."""
+    return _linear_portable(pop, x, *_linear_layout(pop, name, x, shared))
+
+
+def _linear_portable(pop, x, plan, weight, noise, per_member: bool, middle: tuple):
     xp, layout = pop.xp, pop.layout
-    plan, weight, noise, per_member, middle = _linear_layout(pop, name, x, shared)
     m, n = weight.shape
     rows = prod(middle)
     out_shape = (layout.size, *middle, m)

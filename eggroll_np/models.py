@@ -82,12 +82,12 @@ def activation(name: str | None, what: str = "activation"):
 def _check_name(name) -> str:
     """A model's leaf-name prefix: a non-empty string."""
     if not isinstance(name, str):
-        raise TypeError(f"name={name!r} must be a string (the prefix of the model's leaf names), not a {type(name).__name__}")
+        raise TypeError(
+            f"name={name!r} must be a string (the prefix of the model's leaf names), not a {type(name).__name__}"
+        )
     if not name:
         raise ValueError("name='' must be a non-empty string (the prefix of the model's leaf names)")
     return name
-
-
 
 
 def _init_leaves(specs: dict, xp, dtype, dev, seed: int) -> dict:
@@ -127,7 +127,9 @@ class MLP:
         try:
             sizes = tuple(self.sizes)
         except TypeError:
-            raise TypeError(f"sizes={self.sizes!r} must be a sequence of layer widths, not a {type(self.sizes).__name__}") from None
+            raise TypeError(
+                f"sizes={self.sizes!r} must be a sequence of layer widths, not a {type(self.sizes).__name__}"
+            ) from None
         if len(sizes) < 2:
             raise ValueError(f"sizes={sizes!r} must hold at least two widths (inputs and outputs)")
         sizes = tuple(_checks.integer(f"sizes[{l}]", size, 1) for l, size in enumerate(sizes))

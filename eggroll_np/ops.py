@@ -65,7 +65,9 @@ class MeanOps:
 
     def __init__(self, params: Mapping):
         if not isinstance(params, Mapping):
-            raise TypeError(f"MeanOps needs a mapping name -> array, for example state.params; got {type(params).__name__}")
+            raise TypeError(
+                f"MeanOps needs a mapping name -> array, for example state.params; got {type(params).__name__}"
+            )
         if not params:
             raise ValueError("MeanOps needs a non-empty mapping name -> array, for example state.params")
         self.xp, self.device = namespace_and_device(params)

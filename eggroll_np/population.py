@@ -105,8 +105,7 @@ class Population:
         kinds = ", ".join(f"{name}: {plan.kind}" for name, plan in self.plans.items())
         where = f", members=range({self.offset}, {self.offset + self.size})" if self.offset else ""
         return (
-            f"Population(size={self.size}{where}, generation={self.generation}, sigma={self.sigma}, "
-            f"leaves={{{kinds}}})"
+            f"Population(size={self.size}{where}, generation={self.generation}, sigma={self.sigma}, leaves={{{kinds}}})"
         )
 
     def _index(self, i) -> int:

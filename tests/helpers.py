@@ -106,7 +106,9 @@ def random_params(backend, shapes: dict, *, seed: int = 0, dtype=None) -> dict:
     return {name: backend.asarray(rng.standard_normal(shape), dtype=dtype) for name, shape in shapes.items()}
 
 
-def make_population(backend, shapes_or_params: dict, *, population_size: int = 4, seed: int = 0, dtype=None, **settings):
+def make_population(
+    backend, shapes_or_params: dict, *, population_size: int = 4, seed: int = 0, dtype=None, **settings
+):
     """The generation-0 population of an EGGROLL strategy (`settings`: its keyword arguments, sigma 0.3
     unless given) over params given as a dict of arrays, or as a dict of shapes filled by `random_params`."""
     params = shapes_or_params

@@ -60,7 +60,11 @@ CASES = {
     "linear steps type": (lambda: egg.schedules.linear(1.0, 0.0, 2.5), TypeError, "steps"),
     "linear end value": (lambda: egg.schedules.linear(1.0, float("inf"), 5), ValueError, "end"),
     "cosine init value": (lambda: egg.schedules.cosine(-0.1, 10), ValueError, "init"),
-    "cosine final_fraction value": (lambda: egg.schedules.cosine(0.1, 10, final_fraction=2), ValueError, "final_fraction"),
+    "cosine final_fraction value": (
+        lambda: egg.schedules.cosine(0.1, 10, final_fraction=2),
+        ValueError,
+        "final_fraction",
+    ),
     "exponential decay value": (lambda: egg.schedules.exponential(0.1, float("nan")), ValueError, "decay"),
     "exponential floor type": (lambda: egg.schedules.exponential(0.1, 0.5, floor="0"), TypeError, "floor"),
     "MLP sizes value": (lambda: egg.models.MLP((3, 0)), ValueError, "sizes[1]"),
@@ -73,8 +77,16 @@ CASES = {
     "GRU hidden_size value": (lambda: egg.models.GRU(3, 0), ValueError, "hidden_size"),
     "LocalEvaluator es type": (lambda: LocalEvaluator("es", per_member(sum)), TypeError, "es"),
     "LocalEvaluator fitness type": (lambda: LocalEvaluator(_ES, 3), TypeError, "fitness"),
-    "ProcessPoolEvaluator workers type": (lambda: ProcessPoolEvaluator(_ES, per_member(sum), workers="2"), TypeError, "workers"),
-    "ProcessPoolEvaluator workers value": (lambda: ProcessPoolEvaluator(_ES, per_member(sum), workers=0), ValueError, "workers"),
+    "ProcessPoolEvaluator workers type": (
+        lambda: ProcessPoolEvaluator(_ES, per_member(sum), workers="2"),
+        TypeError,
+        "workers",
+    ),
+    "ProcessPoolEvaluator workers value": (
+        lambda: ProcessPoolEvaluator(_ES, per_member(sum), workers=0),
+        ValueError,
+        "workers",
+    ),
     "per_member fn type": (lambda: per_member(3), TypeError, "fn"),
 }
 
@@ -82,7 +94,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_wrong_type_is_a_type_error_and_a_wrong_value_a_value_error_naming_the_argument(case):
     call, error, argument = CASES[case]
-    with pytest.raises(Exception) as raised:  # noqa: PT011  (the exact class is checked below, not a subclass)
+    with pytest.raises(Exception) as raised:  # the exact class is checked below, not a subclass
         call()
     assert type(raised.value) is error, f"{case}: {type(raised.value).__name__}: {raised.value}"
     assert f"{argument}=" in str(raised.value), f"{case}: {raised.value}"
@@ -106,7 +118,7 @@ def test_numpy_scalars_pass_and_come_back_as_python_values(check, args, value):
 @pytest.mark.parametrize("value", [True, np.bool_(True), "1", None, [1]])
 def test_bools_strings_and_containers_are_never_numbers(value):
     for check in (_checks.integer, _checks.real):
-        with pytest.raises(TypeError, match="must be .*, not a"):
+        with pytest.raises(TypeError, match=r"must be .*, not a"):
             check("n", value)
 
 

@@ -478,7 +478,7 @@ def test_an_unknown_activation_is_rejected_with_the_known_names():
         MLP((2, 3), output_activation="softmax")
     with pytest.raises(ValueError, match="activation='Tanh' must be one of"):
         activation("Tanh")
-    with pytest.raises(TypeError, match="activation=<built-in function abs> must be one of .*, not a builtin"):
+    with pytest.raises(TypeError, match=r"activation=<built-in function abs> must be one of .*, not a builtin"):
         MLP((2, 3), activation=abs)
     with pytest.raises(TypeError, match="name=3 must be a string"):
         GRU(2, 3, name=3)

@@ -91,7 +91,10 @@ def test_vector_like_shapes_the_leaf_to_broadcast_against_an_activation():
 @pytest.mark.parametrize(
     ("like", "message"),
     [
-        (np.ones((5, 4)), r"vector\('gain', like=...\) needs an activation \(N, ..., \*shape\) with N = 6 .* got shape \(5, 4\)"),
+        (
+            np.ones((5, 4)),
+            r"vector\('gain', like=...\) needs an activation \(N, ..., \*shape\) with N = 6 .* got shape \(5, 4\)",
+        ),
         (np.ones(4), r"needs an activation \(N, ..., \*shape\) with N = 6 .* got shape \(4,\)"),
         (3.0, r"got float"),
     ],
@@ -103,7 +106,7 @@ def test_vector_like_refuses_what_is_not_a_per_member_activation(like, message):
 
 
 def test_mean_ops_refuse_what_is_not_params():
-    with pytest.raises(TypeError, match="MeanOps needs a mapping name -> array, for example state.params; got list"):
+    with pytest.raises(TypeError, match=r"MeanOps needs a mapping name -> array, for example state\.params; got list"):
         egg.MeanOps([np.ones(2)])
     with pytest.raises(ValueError, match="MeanOps needs a non-empty mapping"):
         egg.MeanOps({})

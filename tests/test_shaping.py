@@ -108,9 +108,9 @@ def test_raw_is_the_identity_and_constant_fitness_shapes_to_zero():
 
 def test_shaping_settings_are_checked_with_clear_messages():
     make = shaping.make_shaping
-    with pytest.raises(ValueError, match="shaping='ranks' must be one of 'raw', .* or a callable F -> f"):
+    with pytest.raises(ValueError, match=r"shaping='ranks' must be one of 'raw', .* or a callable F -> f"):
         make("ranks", population_size=8)
-    with pytest.raises(TypeError, match="shaping=3 must be one of 'raw', .* or a callable F -> f"):
+    with pytest.raises(TypeError, match=r"shaping=3 must be one of 'raw', .* or a callable F -> f"):
         make(3, population_size=8)
     with pytest.raises(ValueError, match="divides population_size=8"):
         make("group_zscore", population_size=8, group_size=3)

@@ -125,7 +125,11 @@ def test_nan_policy_worst_counts_non_finite_members_as_the_worst():
         ({"sigma": -0.1}, ValueError, "sigma=-0.1 must be a finite number > 0"),
         ({"sigma": math.nan}, ValueError, "sigma=nan must be a finite number > 0"),
         ({"sigma": math.inf}, ValueError, "sigma=inf must be a finite number > 0"),
-        ({"sigma": "0.1"}, TypeError, "sigma='0.1' must be a finite number > 0 or a schedule (a callable of the generation), not a str"),
+        (
+            {"sigma": "0.1"},
+            TypeError,
+            "sigma='0.1' must be a finite number > 0 or a schedule (a callable of the generation), not a str",
+        ),
         ({"rank": 0}, ValueError, "rank=0 must be an integer ≥ 1"),
         ({"noise_reuse": -1}, ValueError, "noise_reuse=-1"),
         ({"shaping": "group_zscore", "group_size": 3, "population_size": 8}, ValueError, "divides population_size"),
@@ -197,8 +201,14 @@ def test_bad_params_are_rejected_at_init(name):
     [
         (np.float16, "leaf 'w' has dtype float16; ES needs float32 or float64 leaves"),
         (np.longdouble, f"leaf 'w' has dtype {np.dtype(np.longdouble).name}; ES needs float32 or float64 leaves"),
-        (np.dtype(">f4") if np.little_endian else np.dtype("<f4"), "leaf 'w' has dtype .f4 \\(non-native byte order\\)"),
-        (np.dtype(">f8") if np.little_endian else np.dtype("<f8"), "leaf 'w' has dtype .f8 \\(non-native byte order\\)"),
+        (
+            np.dtype(">f4") if np.little_endian else np.dtype("<f4"),
+            "leaf 'w' has dtype .f4 \\(non-native byte order\\)",
+        ),
+        (
+            np.dtype(">f8") if np.little_endian else np.dtype("<f8"),
+            "leaf 'w' has dtype .f8 \\(non-native byte order\\)",
+        ),
     ],
 )
 def test_leaves_the_generator_cannot_draw_for_are_refused_at_init_with_the_leaf_named(dtype, message):
@@ -230,7 +240,7 @@ def test_zero_size_leaves_work_through_a_whole_generation(name):
     assert pop.linear("w", backend.asarray(np.zeros((5, 0)), dtype=backend.xp.float32)).shape == (4, 5, 3)
     assert pop.linear("e", backend.asarray(np.ones((5, 4)), dtype=backend.xp.float32)).shape == (4, 5, 0)
     assert pop.member(1)["k"].shape == (2, 0, 3)
-    new_state, info = es.tell(state, pop, [1.0, 2.0, 3.0, 0.0])
+    new_state, _ = es.tell(state, pop, [1.0, 2.0, 3.0, 0.0])
     for leaf, shape in shapes.items():
         assert new_state.params[leaf].shape == shape
     assert np_of(new_state.params["v"]).any()  # the non-empty leaf moved
