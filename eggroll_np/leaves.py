@@ -51,15 +51,13 @@ class LeafPlan(NamedTuple):
 
 
 def check_leaves(params) -> tuple[Any, Any]:
-    """(xp, device) of params, if it is a non-empty mapping of string names to float32 or float64 arrays in
-    native byte order, of one library and device; otherwise a TypeError or ValueError naming the leaf."""
+    """(xp, device) of params, if it is a non-empty mapping of float32 or float64 arrays in native byte order,
+    of one library and device; otherwise a TypeError or ValueError naming the leaf (`plan_leaves` checks the
+    names)."""
     if not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping name -> array, not a {type(params).__name__}")
     if not params:
         raise ValueError("params is empty; pass a dict name -> array with at least one leaf")
-    for name in params:
-        if not isinstance(name, str):
-            raise TypeError(f"leaf names must be strings, got {name!r}")
     xp, dev = namespace_and_device(params)
     for name, value in params.items():
         dtype = value.dtype
