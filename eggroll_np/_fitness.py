@@ -41,12 +41,10 @@ def _target(xp, dev, dtype) -> str:
     return _widest_float(xp, dev)
 
 
-def _may_merge(dtype, target: str) -> bool:
-    """Whether widening integers of `dtype` to `target` could map two of them to one float."""
-    name = dtype_name(dtype)
-    if np.dtype(name).kind == "f":
-        return False
-    return _EXACT_BITS.get(name, 64) > _MANTISSA_BITS[target]
+def _may_merge(dtype, target: str, floating: bool) -> bool:
+    """Whether widening values of `dtype` (integers, unless `floating`) to `target` could map two distinct
+    integers to one float; floats are rounded, not checked."""
+    return not floating and _EXACT_BITS.get(dtype_name(dtype), 64) > _MANTISSA_BITS[target]
 
 
 def _merges(xp, F, target):
@@ -103,12 +101,13 @@ def as_fitness(fitness, xp, dev, population_size: int):
         if dtype_name(F.dtype) in _MANTISSA_BITS and has_dtype(xp, dtype_name(F.dtype), dev):
             return F
         target = _target(xp, dev, F.dtype)
-        if _may_merge(F.dtype, target) and bool(_merges(xp, F, getattr(xp, target))):
+        floating = xp.isdtype(F.dtype, "real floating")
+        if _may_merge(F.dtype, target, floating) and bool(_merges(xp, F, getattr(xp, target))):
             raise _merge_error(F, target)
         return xp.astype(F, getattr(xp, target))
     host = _host(fitness)
     _check_shape(host, population_size)
     target = _target(xp, dev, host.dtype)
-    if _may_merge(host.dtype, target) and bool(_merges(np, host, target)):
+    if _may_merge(host.dtype, target, host.dtype.kind == "f") and bool(_merges(np, host, target)):
         raise _merge_error(host, target)
     return xp.asarray(host.astype(target, copy=False), dtype=getattr(xp, target), device=dev)
