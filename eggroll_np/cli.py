@@ -10,13 +10,21 @@
 Every setting of the strategy that a run can hold in JSON has a flag (a leaf policy, a custom shaping or
 schedule needs the Python API); a task supplies its own defaults and options (see `tasks`). Bad values are
 refused with a message before anything runs or is written.
+
+Every failure is one line on stderr, without a traceback unless --debug is given, and an exit status:
+0 done; 1 the run failed (an OS error such as a full disk, out of memory, non-finite fitness, an unexpected
+error); 2 refused before the run started (bad usage or values, an --out that holds something else, a run
+that cannot be resumed as asked, a damaged checkpoint, a missing optional package); 130 interrupted by
+Ctrl-C, 143 by SIGTERM, after checkpointing the last completed generation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,15 +33,46 @@ from typing import Any
 from . import NAN_POLICIES, checkpoint
 from ._array_api import BACKENDS
 from ._checks import integer, real
+from ._files import is_temporary
 from .noise import NOISE_KINDS
 from .optim import OPTIMIZERS
 from .shaping import SHAPINGS
 from .tasks import TASKS, task_class
-from .training import CHECKPOINT, DEFAULTS, DTYPES, LR_SCHEDULES, run_config, train
+from .training import (
+    CHECKPOINT,
+    CONFIG,
+    DEFAULTS,
+    DTYPES,
+    LR_SCHEDULES,
+    finish_run,
+    open_run,
+    run_config,
+    run_generations,
+)
 
-__all__ = ["main"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
 
 RESUME_MAY_CHANGE = {"generations", "quiet", "progress"}
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+
+
+class CommandFailure(Exception):
+    """A failure reported as the one line `message` with exit status `status`."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so that the run checkpoints before it stops."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _default_note(dest: str) -> str:
@@ -118,22 +157,27 @@ def _task_options() -> dict:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eggroll-np", description="EGGROLL evolution strategies.")
+    parser = _Parser(prog="eggroll-np", description="EGGROLL evolution strategies.")
+    debug = "show the traceback of a failure instead of its one-line message"
+    parser.add_argument("--debug", action="store_true", help=debug)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     commands = parser.add_subparsers(dest="command", required=True)
-    train_parser = commands.add_parser("train", help="train a task")
+    train_parser = commands.add_parser("train", parents=[common], help="train a task")
     train_parser.add_argument("task", nargs="?", choices=list(TASKS), help="the task (default digits)")
     _strategy_flags(train_parser)
     group = train_parser.add_argument_group("task options")
     for name, owners in _task_options().items():
         _flag(group, "--" + name.replace("_", "-"), type=owners[0][1].type, help=owners[0][1].help)
-    plot_parser = commands.add_parser("plot", help="draw a run's learning curves into RUN_DIR/curves.png")
+    plot_help = "draw a run's learning curves into RUN_DIR/curves.png"
+    plot_parser = commands.add_parser("plot", parents=[common], help=plot_help)
     plot_parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    commands.add_parser("tasks", help="list the tasks and their default settings")
+    commands.add_parser("tasks", parents=[common], help="list the tasks and their default settings")
     return parser
 
 
 def _given(args: argparse.Namespace) -> dict:
-    skip = {"command", "task", "resume", "out"}
+    skip = {"command", "task", "resume", "out", "debug"}
     return {k: v for k, v in vars(args).items() if v is not None and k not in skip}
 
 
@@ -146,6 +190,8 @@ def _new_config(args: argparse.Namespace, task: str) -> dict:
 
 
 def _resume_config(args: argparse.Namespace) -> dict:
+    """The configuration of the run in --resume RUN_DIR: its config.json (or, if that is gone, the one in its
+    checkpoint), with the new --generations."""
     positional = [name for name in ("task", "out") if getattr(args, name) is not None]
     changed = positional + sorted(set(_given(args)) - RESUME_MAY_CHANGE)
     if changed:
@@ -153,31 +199,68 @@ def _resume_config(args: argparse.Namespace) -> dict:
             f"--resume continues a run with its own settings; drop {', '.join(changed)} "
             "(only --generations, --quiet and --progress may be given)"
         )
-    metadata = checkpoint.read_metadata(args.resume / CHECKPOINT).get("metadata", {})
-    config = metadata.get("config")
+    run_dir = args.resume
+    if not run_dir.is_dir():
+        raise ValueError(f"--resume {run_dir}: no such run directory")
+    if (run_dir / CONFIG).is_file():
+        try:
+            config = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{str(run_dir / CONFIG)!r} is not valid JSON ({exc}); restore it") from None
+    elif (run_dir / CHECKPOINT).is_file():
+        config = checkpoint.read_metadata(run_dir / CHECKPOINT).get("metadata", {}).get("config")
+    else:
+        raise ValueError(f"{str(run_dir)!r} holds no run (no {CONFIG} or {CHECKPOINT}); start one with --out")
     if not isinstance(config, dict) or config.get("task") not in TASKS:
-        raise checkpoint.CheckpointError(f"{str(args.resume / CHECKPOINT)!r} holds no run configuration")
-    config = dict(config)
+        raise ValueError(f"{str(run_dir)!r} holds no run configuration of a known task")
     if args.generations is not None:
         config["generations"] = args.generations
     return config
 
 
+def _new_run_dir(args: argparse.Namespace, task: str) -> Path:
+    """--out, or runs/TASK-TIMESTAMP; refused if it holds a run or other files (stale temporaries do not count)."""
+    run_dir = args.out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file; give a directory (new or empty)")
+    if (run_dir / CONFIG).exists():
+        raise ValueError(f"{str(run_dir)!r} holds a run; continue it with --resume {run_dir}, or choose another --out")
+    if run_dir.exists() and any(not is_temporary(entry) for entry in run_dir.iterdir()):
+        raise ValueError(f"{str(run_dir)!r} already holds files that are not a run; choose another --out")
+    return run_dir
+
+
 def _train(args: argparse.Namespace) -> int:
-    if args.resume is not None:
-        config = _resume_config(args)
-        run_dir = args.resume
+    resume = args.resume is not None
+    if resume:
+        config, run_dir = _resume_config(args), args.resume
     else:
         task = args.task or "digits"
         config = _new_config(args, task)
-        run_dir = args.out or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise ValueError(f"{str(run_dir)!r} already holds files; pass --resume {run_dir} or another --out")
+        run_dir = _new_run_dir(args, task)
     quiet = bool(args.quiet)
     echo = (lambda text: None) if quiet else print
-    summary = train(
-        config, run_dir, resume=args.resume is not None, progress=False if quiet else args.progress, echo=echo
-    )
+    if resume and not (run_dir / CHECKPOINT).exists():
+        echo(f"{run_dir} has no checkpoint yet: the run starts again from generation 0")
+    try:
+        run = open_run(config, run_dir, resume)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise CommandFailure(str(exc), EXIT_USAGE) from exc
+    try:
+        run_generations(run, progress=False if quiet else args.progress, echo=echo)
+    except KeyboardInterrupt as exc:
+        status = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        if run.saved_at == run.state.generation:
+            raise CommandFailure(
+                f"interrupted after generation {run.state.generation}, which is checkpointed; continue with "
+                f"eggroll-np train --resume {run_dir}",
+                status,
+            ) from exc
+        raise CommandFailure(f"interrupted; the last checkpoint is of generation {run.saved_at}", status) from exc
+    except Exception as exc:
+        continues = f"eggroll-np train --resume {run_dir} continues from generation {run.saved_at or 0}"
+        raise CommandFailure(f"{_one_line(exc)[1]}; {continues}", EXIT_FAILED) from exc
+    summary = finish_run(run, warn=lambda text: print(f"eggroll-np: warning: {text}", file=sys.stderr))
     metric = summary["metric"]
     print(
         f"{config['task']}: {metric} {summary.get(metric, float('nan')):.4f} after {summary['generations']} "
@@ -196,19 +279,61 @@ def _tasks() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `eggroll-np`; returns the exit status (2 for bad input)."""
-    parser = _parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
-    try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "plot":
-            from .plotting import plot_run
+def _plot(args: argparse.Namespace) -> int:
+    from .plotting import plot_run
 
-            print(plot_run(args.run_dir))
-            return 0
-        return _tasks()
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
-        parser.exit(2, f"eggroll-np: error: {exc}\n")
-    return 2
+    print(plot_run(args.run_dir))
+    return 0
+
+
+_COMMANDS = {"train": _train, "plot": _plot, "tasks": lambda args: _tasks()}
+
+
+def _one_line(exc: BaseException) -> tuple[int, str]:
+    """(exit status, message) of a failure."""
+    if isinstance(exc, CommandFailure):
+        status, text = exc.status, str(exc)
+    elif isinstance(exc, KeyboardInterrupt):
+        status, text = (EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED), "interrupted"
+    elif isinstance(exc, ValueError | TypeError | ImportError | FileNotFoundError):
+        status, text = EXIT_USAGE, str(exc)
+    elif isinstance(exc, OSError):
+        status, text = EXIT_FAILED, str(exc)
+    elif isinstance(exc, MemoryError):
+        status, text = EXIT_FAILED, f"out of memory{': ' + str(exc) if str(exc) else ''}"
+    else:
+        status, text = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+    lines = text.strip().splitlines() or [type(exc).__name__]
+    return status, lines[0] + (" (the rest with --debug)" if len(lines) > 1 else "")
+
+
+def _deliver_sigterm_as_interrupt():
+    """Make SIGTERM raise `Terminated` in the main thread; returns the handler it replaced (None elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `eggroll-np`; returns the exit status (see the module docstring)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exit_:  # --help, or a usage error argparse has reported
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    previous = _deliver_sigterm_as_interrupt()
+    try:
+        return _COMMANDS[args.command](args)
+    except (Exception, KeyboardInterrupt) as exc:
+        if args.debug:
+            raise
+        status, message = _one_line(exc)
+        print(f"eggroll-np: {'error: ' if status in (EXIT_FAILED, EXIT_USAGE) else ''}{message}", file=sys.stderr)
+        return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

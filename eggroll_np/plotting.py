@@ -1,11 +1,14 @@
 """Learning curves of a run directory as a PNG: fitness (mean and max per generation) and the evaluation
 metrics over the generations that evaluated. matplotlib is drawn through its Agg canvas, with no pyplot
-state and no display needed."""
+state and no display needed. The PNG is replaced atomically: a plot that cannot be written (a full disk)
+raises OSError and leaves the previous file, or none, never a part of one."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from ._files import replace_atomically
 
 __all__ = ["plot_run"]
 
@@ -51,6 +54,4 @@ def plot_run(run_dir, output: str = "curves.png") -> Path:
     metric_axes.set(xlabel="generation", title="evaluation of the mean parameters")
     if metric_names:
         metric_axes.legend()
-    path = run_dir / output
-    figure.savefig(path, dpi=100)
-    return path
+    return replace_atomically(run_dir / output, lambda file: figure.savefig(file, format="png", dpi=100))

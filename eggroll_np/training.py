@@ -10,6 +10,11 @@ A run directory holds
     curves.png       learning curves, written at the end (`plotting`)
     summary.json     the final evaluation and the run's speed
 
+Every file is replaced atomically (`_files.replace_atomically`) or only appended to (metrics.jsonl, which is
+flushed to disk before each checkpoint), so a kill at any instant loses no line of a checkpointed generation,
+and a run killed before its first checkpoint starts again from generation 0 on resume (config.json is the
+first file written).
+
 A run goes in three steps, which `train` composes: `open_run` builds everything from the config (and
 refuses bad input before it writes anything), `run_generations` runs the loop, `finish_run` writes the
 summary and the plot. The strategy's settings are stored under EGGROLL's own keyword names.
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,12 +38,14 @@ from typing import Any
 from . import checkpoint
 from ._array_api import backend_namespace, has_dtype
 from ._checks import choice
+from ._files import replace_text_atomically
 from .optim import OPTIMIZERS, Optimizer
 from .schedules import constant, cosine
 from .strategy import EGGROLL, EggrollState
 from .tasks import task_class
 
 __all__ = [
+    "CONFIG_MAY_CHANGE",
     "DEFAULTS",
     "DTYPES",
     "LR_SCHEDULES",
@@ -75,6 +83,8 @@ DEFAULTS = {
     "checkpoint_every": 100,
 }
 CONFIG, METRICS, CHECKPOINT, SUMMARY = "config.json", "metrics.jsonl", "checkpoint.npz", "summary.json"
+# The one key a resumed run may change: its total number of generations.
+CONFIG_MAY_CHANGE = frozenset({"generations"})
 
 
 def run_config(task: str, settings: dict) -> dict:
@@ -103,8 +113,9 @@ def make_strategy(config: dict) -> EGGROLL:
 
 @dataclass
 class Run:
-    """An open run: its config and directory, the task and strategy built from the config, the state so far,
-    the last generation's metrics record, the generation it was opened at, and the seconds it has run."""
+    """An open run: its config and directory, the task and strategy built from the config, the state so far
+    (the last generation whose metrics line is logged), that generation's metrics record, the generation it
+    was opened at, the seconds it has run, and the generation of the checkpoint it last wrote (None: none)."""
 
     config: dict
     run_dir: Path
@@ -114,6 +125,7 @@ class Run:
     record: dict
     opened_at: int
     seconds: float = 0.0
+    saved_at: int | None = None
 
 
 def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
@@ -132,10 +144,15 @@ def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
 
 
 def open_run(config: dict, run_dir, resume: bool = False) -> Run:
-    """Build the run a config describes in `run_dir` (new, or resumed from its checkpoint), refusing bad input
-    before anything in run_dir is written; then write config.json and prepare metrics.jsonl: a new run's
-    generation-0 line (the evaluation of the initial parameters), or on resume the lines up to the checkpoint's
-    generation (a crash may have logged generations after it)."""
+    """Build the run a config describes in `run_dir`, refusing bad input before anything in run_dir is written.
+
+    A new run (resume=False) starts from the task's initial parameters. On resume the state comes from
+    run_dir's checkpoint, which must have been made with this config (every key but `generations`, which may
+    not go below the generation reached) and hold the leaves, dtypes and shapes this config's task and
+    strategy produce; a run without a checkpoint yet starts again from generation 0. Then config.json is
+    written and metrics.jsonl prepared: a new run's generation-0 line (the evaluation of the initial
+    parameters), or on resume the lines up to the checkpoint's generation (a crash may have logged
+    generations after it), each file replaced atomically."""
     run_dir = Path(run_dir)
     _check_keys(config, run_dir, resume)
     xp, device = backend_namespace(config["backend"])
@@ -146,23 +163,52 @@ def open_run(config: dict, run_dir, resume: bool = False) -> Run:
         )
     es = make_strategy(config)
     task = task_class(config["task"])(config, xp, device, getattr(xp, config["dtype"]))
-    if resume:
-        state = checkpoint.load(run_dir / CHECKPOINT, xp=xp, device=device)
+    initial = es.init(task.init_params(config["seed"]))
+    resumed = resume and (run_dir / CHECKPOINT).exists()
+    if resumed:
+        state = _resumed_state(config, run_dir / CHECKPOINT, initial, xp, device)
         record = {"generation": state.generation}
-        lines = _read_metrics(run_dir / METRICS, state.generation)
+        kept, dropped = _read_metrics(run_dir / METRICS, state.generation)
     else:
-        state = es.init(task.init_params(config["seed"]))
+        state = initial
         record = {"generation": 0, **task.evaluate(state.params)}
-        lines = [json.dumps(record)]
+        kept, dropped = [json.dumps(record)], True
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / METRICS).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (run_dir / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return Run(config, run_dir, task, es, state, record, state.generation)
+    replace_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+    if dropped:
+        replace_text_atomically(run_dir / METRICS, "".join(line + "\n" for line in kept))
+    return Run(
+        config, run_dir, task, es, state, record, state.generation, saved_at=state.generation if resumed else None
+    )
+
+
+def _resumed_state(config: dict, path: Path, initial: EggrollState, xp, device) -> EggrollState:
+    """The checkpoint's state, refused unless it was made with `config` (but for `CONFIG_MAY_CHANGE`), holds
+    what `initial` holds (leaves, optimizer state, dtypes, shapes) and is not past config["generations"]."""
+    saved = checkpoint.read_metadata(path).get("metadata", {}).get("config")
+    if not isinstance(saved, dict):
+        raise checkpoint.CheckpointError(f"{str(path)!r} holds no run configuration")
+    differ = sorted(k for k in set(saved) | set(config) if k not in CONFIG_MAY_CHANGE and saved.get(k) != config.get(k))
+    if differ:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in differ)
+        raise ValueError(
+            f"the checkpoint {str(path)!r} was made with other settings ({changes}); a resumed run keeps the "
+            "settings it started with (only generations may change): restore them or start a new run"
+        )
+    state = checkpoint.load(path, xp=xp, device=device)
+    checkpoint.check_structure(state, initial, str(path))
+    if state.generation > config["generations"]:
+        raise ValueError(
+            f"the run in {str(path.parent)!r} already reached generation {state.generation}; --generations "
+            f"{config['generations']} would rewind it: give at least {state.generation}"
+        )
+    return state
 
 
 def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[str], None] = print) -> None:
     """Run generations up to config["generations"]: ask, fitness, tell, a metrics line each, an evaluation every
     `eval_every` and a checkpoint every `checkpoint_every` generations and after the last, and a progress report.
+    A KeyboardInterrupt (Ctrl-C) checkpoints the last completed generation before it propagates.
 
     progress: a tqdm bar on stderr (None: only when stderr is a terminal); without it, one line per
     evaluation goes to `echo`."""
@@ -170,27 +216,44 @@ def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[s
     total = config["generations"]
     bar = _progress_bar(total, run.state.generation, sys.stderr.isatty() if progress is None else progress)
     start, first = time.perf_counter(), run.state.generation
-    with (run.run_dir / METRICS).open("a", encoding="utf-8") as log:
-        for generation in range(run.state.generation, total):
-            pop = es.ask(run.state)
-            run.state, info = es.tell(run.state, pop, task.fitness(pop, generation))
-            run.record = _record(run.state.generation, info)
-            evaluate = run.state.generation % config["eval_every"] == 0 or run.state.generation == total
-            if evaluate:
-                run.record.update(task.evaluate(run.state.params))
-            log.write(json.dumps(run.record) + "\n")
-            log.flush()
-            if run.state.generation % config["checkpoint_every"] == 0 or run.state.generation == total:
-                checkpoint.save(run.run_dir / CHECKPOINT, run.state, {"config": config})
-            _report(bar, echo, run.record, task.metric, evaluate, start, run.state.generation - first)
-    if bar is not None:
-        bar.close()
-    run.seconds += time.perf_counter() - start
+    try:
+        with (run.run_dir / METRICS).open("a", encoding="utf-8") as log:
+            for generation in range(run.state.generation, total):
+                pop = es.ask(run.state)
+                state, info = es.tell(run.state, pop, task.fitness(pop, generation))
+                record = _record(state.generation, info)
+                evaluate = state.generation % config["eval_every"] == 0 or state.generation == total
+                if evaluate:
+                    record.update(task.evaluate(state.params))
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                run.state, run.record = state, record  # a generation counts once its line is logged
+                if state.generation % config["checkpoint_every"] == 0 or state.generation == total:
+                    os.fsync(log.fileno())  # the log on disk reaches every checkpointed generation
+                    _save(run)
+                _report(bar, echo, record, task.metric, evaluate, start, state.generation - first)
+    except KeyboardInterrupt:
+        if run.saved_at != run.state.generation:
+            _save(run)  # the last completed generation, whose metrics line is in the log
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        run.seconds += time.perf_counter() - start
 
 
-def finish_run(run: Run, *, echo: Callable[[str], None] = print) -> dict:
-    """Write summary.json (the last record, evaluating the state if no generation ran) and curves.png;
-    returns the summary."""
+def _save(run: Run) -> None:
+    checkpoint.save(run.run_dir / CHECKPOINT, run.state, {"config": run.config})
+    run.saved_at = run.state.generation
+
+
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def finish_run(run: Run, *, warn: Callable[[str], None] = _to_stderr) -> dict:
+    """Write summary.json (the last record, evaluating the state if no generation ran), then curves.png; a plot
+    that cannot be drawn or written is passed to `warn` and leaves no file behind. Returns the summary."""
     if run.task.metric not in run.record:  # resumed with nothing left to run: report the state as it is
         run.record.update(run.task.evaluate(run.state.params))
     done = run.state.generation - run.opened_at
@@ -203,8 +266,8 @@ def finish_run(run: Run, *, echo: Callable[[str], None] = print) -> dict:
         "seconds": run.seconds,
         "generations_per_second": done / run.seconds if run.seconds > 0 else None,
     }
-    (run.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    _plot(run.run_dir, echo)
+    replace_text_atomically(run.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    _plot(run.run_dir, warn)
     return summary
 
 
@@ -220,22 +283,25 @@ def train(
     `progress` and `echo`), `finish_run`; returns the summary."""
     run = open_run(config, run_dir, resume)
     run_generations(run, progress=progress, echo=echo)
-    return finish_run(run, echo=echo)
+    return finish_run(run)
 
 
-def _read_metrics(path: Path, up_to: int) -> list[str]:
-    """The metric lines of generations ≤ up_to; a line cut short by a crash ends the log."""
+def _read_metrics(path: Path, up_to: int) -> tuple[list[str], bool]:
+    """(the metric lines of generations ≤ up_to, whether the log holds anything else): a line cut short by
+    a crash ends the log."""
     if not path.exists():
-        return []
+        return [], True
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             break
-        if record.get("generation", up_to + 1) <= up_to:
-            kept.append(line)
-    return kept
+        if not line.endswith("\n") or record.get("generation", up_to + 1) > up_to:
+            break
+        kept.append(line.rstrip("\n"))
+    return kept, len(kept) < len(lines)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -267,10 +333,10 @@ def _report(bar, echo, record: dict, metric: str, evaluated: bool, start: float,
         )
 
 
-def _plot(run_dir: Path, echo) -> None:
+def _plot(run_dir: Path, warn) -> None:
     from .plotting import plot_run
 
     try:
         plot_run(run_dir)
-    except ImportError as exc:
-        echo(f"no plot: {exc}")
+    except (ImportError, OSError) as exc:
+        warn(f"no plot: {exc}")
