@@ -26,11 +26,12 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import NAN_POLICIES, checkpoint
+from . import NAN_POLICIES
 from ._array_api import BACKENDS
 from ._checks import integer, real
 from ._files import is_temporary
@@ -48,6 +49,7 @@ from .training import (
     open_run,
     run_config,
     run_generations,
+    saved_config,
 )
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
@@ -202,14 +204,8 @@ def _resume_config(args: argparse.Namespace) -> dict:
     run_dir = args.resume
     if not run_dir.is_dir():
         raise ValueError(f"--resume {run_dir}: no such run directory")
-    if (run_dir / CONFIG).is_file():
-        try:
-            config = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{str(run_dir / CONFIG)!r} is not valid JSON ({exc}); restore it") from None
-    elif (run_dir / CHECKPOINT).is_file():
-        config = checkpoint.read_metadata(run_dir / CHECKPOINT).get("metadata", {}).get("config")
-    else:
+    config = saved_config(run_dir)
+    if config is None:
         raise ValueError(f"{str(run_dir)!r} holds no run (no {CONFIG} or {CHECKPOINT}); start one with --out")
     if not isinstance(config, dict) or config.get("task") not in TASKS:
         raise ValueError(f"{str(run_dir)!r} holds no run configuration of a known task")
@@ -318,14 +314,20 @@ def _deliver_sigterm_as_interrupt():
     return signal.signal(signal.SIGTERM, terminate)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"eggroll-np: warning: {category.__name__}: {message} ({filename}:{lineno})\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `eggroll-np`; returns the exit status (see the module docstring)."""
+    """Entry point of `eggroll-np`; returns the exit status (see the module docstring). Warnings print as one
+    line each."""
     parser = _parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exit_:  # --help, or a usage error argparse has reported
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    previous = _deliver_sigterm_as_interrupt()
+    previous, formatwarning = _deliver_sigterm_as_interrupt(), warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
         return _COMMANDS[args.command](args)
     except (Exception, KeyboardInterrupt) as exc:
@@ -335,5 +337,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eggroll-np: {'error: ' if status in (EXIT_FAILED, EXIT_USAGE) else ''}{message}", file=sys.stderr)
         return status
     finally:
+        warnings.formatwarning = formatwarning
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

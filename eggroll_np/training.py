@@ -57,6 +57,7 @@ __all__ = [
     "open_run",
     "run_config",
     "run_generations",
+    "saved_config",
     "train",
 ]
 
@@ -165,6 +166,8 @@ def open_run(config: dict, run_dir, resume: bool = False) -> Run:
     task = task_class(config["task"])(config, xp, device, getattr(xp, config["dtype"]))
     initial = es.init(task.init_params(config["seed"]))
     resumed = resume and (run_dir / CHECKPOINT).exists()
+    if resume and not resumed:
+        _check_unstarted(config, run_dir)
     if resumed:
         state = _resumed_state(config, run_dir / CHECKPOINT, initial, xp, device)
         record = {"generation": state.generation}
@@ -188,13 +191,7 @@ def _resumed_state(config: dict, path: Path, initial: EggrollState, xp, device) 
     saved = checkpoint.read_metadata(path).get("metadata", {}).get("config")
     if not isinstance(saved, dict):
         raise checkpoint.CheckpointError(f"{str(path)!r} holds no run configuration")
-    differ = sorted(k for k in set(saved) | set(config) if k not in CONFIG_MAY_CHANGE and saved.get(k) != config.get(k))
-    if differ:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now" for k in differ)
-        raise ValueError(
-            f"the checkpoint {str(path)!r} was made with other settings ({changes}); a resumed run keeps the "
-            "settings it started with (only generations may change): restore them or start a new run"
-        )
+    _check_same_settings(config, saved, f"the checkpoint {str(path)!r}")
     state = checkpoint.load(path, xp=xp, device=device)
     checkpoint.check_structure(state, initial, str(path))
     if state.generation > config["generations"]:
@@ -203,6 +200,43 @@ def _resumed_state(config: dict, path: Path, initial: EggrollState, xp, device) 
             f"{config['generations']} would rewind it: give at least {state.generation}"
         )
     return state
+
+
+def saved_config(run_dir) -> dict | None:
+    """The configuration of the run in `run_dir`: its config.json, or where that is missing the one in its
+    checkpoint's metadata; None where it has neither. A config.json that is not a JSON object is refused."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        if not (run_dir / CHECKPOINT).is_file():
+            return None
+        return checkpoint.read_metadata(run_dir / CHECKPOINT).get("metadata", {}).get("config")
+    try:
+        config = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{str(run_dir / CONFIG)!r} is not valid JSON ({exc}); restore it") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(run_dir / CONFIG)!r} holds no configuration; restore it")
+    return config
+
+
+def _check_unstarted(config: dict, run_dir: Path) -> None:
+    """Refuse to resume a run without a checkpoint unless run_dir/config.json holds this config: the run then
+    starts again from generation 0."""
+    if not (run_dir / CONFIG).is_file():
+        raise checkpoint.CheckpointError(
+            f"no checkpoint at {str(run_dir / CHECKPOINT)!r} and no {CONFIG}: {str(run_dir)!r} holds no run to resume"
+        )
+    _check_same_settings(config, saved_config(run_dir), str(run_dir / CONFIG))
+
+
+def _check_same_settings(config: dict, saved: dict, source: str) -> None:
+    differ = sorted(k for k in set(saved) | set(config) if k not in CONFIG_MAY_CHANGE and saved.get(k) != config.get(k))
+    if differ:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} in {source}, {config.get(k)!r} now" for k in differ)
+        raise ValueError(
+            f"the run was made with other settings ({changes}); a resumed run keeps the settings it started with "
+            "(only generations may change): restore them or start a new run"
+        )
 
 
 def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[str], None] = print) -> None:
