@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import threading
 import traceback
 from collections.abc import Callable
 
@@ -69,7 +70,7 @@ class per_member:
 
 
 class Evaluator:
-    """The interface every evaluator shares, built from (es, fitness):
+    """The interface every evaluator shares, built from (es, fitness, timeout=None):
 
     - `evaluator(state)` → the raw fitness (N,) of generation state.generation's population, float64 NumPy
       in member order;
@@ -77,12 +78,17 @@ class Evaluator:
     - `close()` releases the workers (also on leaving a `with` block).
 
     fitness(a Population of consecutive members) → one value per member, from any array library or a
-    sequence. For a function of one member's params (a dict of arrays) → number, pass `per_member(fn)`."""
+    sequence. For a function of one member's params (a dict of arrays) → number, pass `per_member(fn)`.
 
-    def __init__(self, es: EGGROLL, fitness: Callable[[Population], object]):
+    timeout: seconds one call (one generation's evaluation) may take, or None (the default) to wait for
+    ever. A call that runs past it raises TimeoutError naming the generation, the members still outstanding
+    and what became of the workers; `step` raises before it tells, so the caller's state is untouched."""
+
+    def __init__(self, es: EGGROLL, fitness: Callable[[Population], object], *, timeout: float | None = None):
         if not isinstance(es, EGGROLL):
             raise TypeError(f"es={es!r} must be an EGGROLL strategy, not a {type(es).__name__}")
         self.es, self.fitness = es, _checks.function("fitness", fitness)
+        self.timeout = None if timeout is None else _checks.real("timeout", timeout, 0, above=True)
 
     def __call__(self, state: EggrollState) -> np.ndarray:
         raise NotImplementedError
@@ -105,10 +111,40 @@ class Evaluator:
 
 class LocalEvaluator(Evaluator):
     """Evaluates the whole population as one slice in this process: the default, and the reference the other
-    evaluators reproduce. `evaluator(state)` → raw fitness (N,), float64 NumPy."""
+    evaluators reproduce. `evaluator(state)` → raw fitness (N,), float64 NumPy.
+
+    timeout: None (the default) calls the fitness in the caller's thread and waits for ever; a number of
+    seconds runs each call in a daemon thread and raises TimeoutError once it is exceeded. Python cannot
+    stop a thread, so the abandoned call runs on in the background (its result is dropped; being a daemon,
+    it does not hold up the interpreter's exit). For a fitness that can hang and must be stopped, use
+    ProcessPoolEvaluator, which terminates its workers."""
 
     def __call__(self, state: EggrollState) -> np.ndarray:
-        return evaluate_members(self.es, state, range(self.es.population_size), self.fitness)
+        members = range(self.es.population_size)
+        if self.timeout is None:
+            return evaluate_members(self.es, state, members, self.fitness)
+        outcome: list = []
+
+        def call() -> None:
+            try:
+                outcome.append(evaluate_members(self.es, state, members, self.fitness))
+            except BaseException as exc:  # re-raised in the caller's thread, as without a timeout
+                outcome.append(exc)
+
+        worker = threading.Thread(target=call, name=f"fitness of generation {state.generation}", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not outcome:
+            raise timeout_error(
+                state.generation,
+                [members],
+                self.timeout,
+                "the call runs on in a background thread, which Python cannot stop (use ProcessPoolEvaluator "
+                "for a fitness that must be stopped)",
+            )
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
 
 def split_members(population_size: int, parts: int, antithetic: bool) -> list[range]:
@@ -119,6 +155,22 @@ def split_members(population_size: int, parts: int, antithetic: bool) -> list[ra
     parts = max(1, min(parts, units))
     bounds = [unit * (units * p // parts) for p in range(parts + 1)]
     return [range(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def timeout_error(generation: int, outstanding: list[range], timeout: float, workers: str) -> TimeoutError:
+    """The error of a call that ran past `timeout`: it names the generation, the members still outstanding
+    (adjacent ranges merged), the timeout, and what became of the `workers` that were evaluating them."""
+    merged: list[list[int]] = []
+    for part in sorted(outstanding, key=lambda r: r.start):
+        if merged and merged[-1][1] == part.start:
+            merged[-1][1] = part.stop
+        else:
+            merged.append([part.start, part.stop])
+    ranges = ", ".join(f"[{a}, {b})" for a, b in merged)
+    return TimeoutError(
+        f"generation {generation}: members {ranges} were still being evaluated after timeout={timeout:g} s; "
+        f"{workers}. Nothing was told: the state is unchanged"
+    )
 
 
 def evaluate_members(es: EGGROLL, state: EggrollState, members: range, fitness: Callable) -> np.ndarray:

@@ -16,6 +16,7 @@ checkpoint, an edited state). `traffic` counts both kinds of bytes.
 from __future__ import annotations
 
 import pickle
+import time
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -32,6 +33,7 @@ from .evaluators import (
     host_tree,
     params_fingerprint,
     split_members,
+    timeout_error,
 )
 
 __all__ = ["RayEvaluator", "Traffic", "init_ray"]
@@ -121,8 +123,13 @@ class RayEvaluator(Evaluator):
     check_every: every this many generations each replica also returns the SHA-256 of its params; one that
     differs from the driver's is reloaded and its members re-evaluated.
     max_restarts: replicas replaced per call before a worker failure is raised to the caller.
-    start_timeout: seconds to wait for the replicas to be placed and started before giving up with an error
-    (a cluster without enough free CPUs would otherwise wait forever).
+    start_timeout: seconds to wait for the replicas to be placed and started, at construction and whenever
+    one is replaced, before giving up with a RuntimeError (a cluster without enough free resources would
+    otherwise wait forever).
+    timeout: seconds the evaluation of one call may take (starting replicas, bounded by start_timeout, is not
+    counted); None (the default) waits for ever. Past it, the replicas still evaluating are killed and
+    replaced (the new ones receive the state at the next call) and TimeoutError is raised. A
+    KeyboardInterrupt while waiting replaces them too, so no later call queues behind a hung one.
     actor_options: extra `ray.remote` options for the replicas (for example {"num_gpus": 1}).
     init_options: extra `ray.init` arguments when this evaluator starts or connects to Ray.
 
@@ -143,8 +150,9 @@ class RayEvaluator(Evaluator):
         start_timeout: float = 120.0,
         actor_options: dict | None = None,
         init_options: dict | None = None,
+        timeout: float | None = None,
     ):
-        super().__init__(es, fitness)
+        super().__init__(es, fitness, timeout=timeout)
         workers = check_workers(workers)
         check_every = _checks.integer("check_every", check_every, 1)
         max_restarts = _checks.integer("max_restarts", max_restarts, 0)
@@ -162,32 +170,49 @@ class RayEvaluator(Evaluator):
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
         self.workers, self.check_every, self.max_restarts = workers, check_every, max_restarts
-        options = {"num_cpus": cpus_per_worker, **(actor_options or {})}
-        self._actor_class = ray.remote(**options)(_Replica)
+        self._start_timeout = start_timeout
+        self._options = {"num_cpus": cpus_per_worker, **(actor_options or {})}
+        self._actor_class = ray.remote(**self._options)(_Replica)
         self._actors = [self._new_actor() for _ in range(workers)]
-        self._wait_until_started(start_timeout, options)
         self._holding: list[_Holding | None] = [None] * workers
+        self._starting = set(range(workers))  # replicas not yet seen started
         self._per_generation: list[int] = []
         self._state_loads: list[int] = []
         self._loads = self._restarts = self._mismatches = 0
-
-    def _wait_until_started(self, timeout: float, options: dict) -> None:
-        ray = self._ray
-        pending = [actor.ready.remote() for actor in self._actors]
-        ready, not_ready = ray.wait(pending, num_returns=len(pending), timeout=timeout)
-        if not_ready:
-            free = ray.available_resources()
+        try:
+            self._wait_until_started()
+        except BaseException:
             self.close()
+            raise
+
+    def _wait_until_started(self) -> None:
+        """Return once every replica in `_starting` is placed and started; RuntimeError after start_timeout
+        seconds (saying how many started, what each asks for and the free resources) or where one failed to
+        start."""
+        ray = self._ray
+        starting = sorted(self._starting)
+        pending = [self._actors[j].ready.remote() for j in starting]
+        ready, not_ready = ray.wait(pending, num_returns=len(pending), timeout=self._start_timeout)
+        if not_ready:
             raise RuntimeError(
-                f"only {len(ready)} of {len(pending)} Ray replicas started within {timeout:g} s; each asks for "
-                f"{options} and the cluster has {free} free. Ask for fewer workers or smaller cpus_per_worker, "
-                "close other evaluators, or add nodes"
+                f"only {len(ready)} of {len(pending)} Ray replicas started within {self._start_timeout:g} s; each "
+                f"asks for {self._options} and the cluster has {ray.available_resources()} free. Ask for fewer "
+                "workers or smaller cpus_per_worker, close other evaluators, or add nodes"
             )
         try:
             ray.get(ready)
         except ray.exceptions.RayActorError as error:
-            self.close()
             raise RuntimeError(_start_failure(error)) from None
+        self._starting.difference_update(starting)
+
+    def _replace(self, replicas) -> None:
+        """Kill `replicas` (indices) and start new, empty ones in their place; `_wait_until_started` waits for
+        them before they are used."""
+        for j in replicas:
+            self._ray.kill(self._actors[j])
+            self._actors[j] = self._new_actor()
+            self._holding[j] = None
+            self._starting.add(j)
 
     def _new_actor(self):
         return self._actor_class.remote(self.es, self.fitness)
@@ -220,20 +245,49 @@ class RayEvaluator(Evaluator):
             raise TypeError(f"an evaluator needs the EggrollState from init or tell, got {type(state).__name__}")
         if not self._actors:
             raise RuntimeError("this RayEvaluator is closed; make a new one")
-        ray = self._ray
+        if self._starting:
+            self._wait_until_started()
         parts = split_members(self.es.population_size, self.workers, self.es.antithetic)
+        results: dict[int, np.ndarray] = {}
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        try:
+            self._gather(state, parts, results, deadline)
+        except (KeyboardInterrupt, SystemExit):  # a replica still evaluating would hold up every later call
+            self._replace([j for j in range(len(parts)) if j not in results])
+            raise
+        if len(results) < len(parts):
+            outstanding = [j for j in range(len(parts)) if j not in results]
+            self._replace(outstanding)
+            raise timeout_error(
+                state.generation,
+                [parts[j] for j in outstanding],
+                self.timeout,
+                f"their {len(outstanding)} Ray replicas were killed and replaced (the new ones receive the state "
+                "at the next call)",
+            )
+        return np.concatenate([results[j] for j in range(len(parts))])
+
+    def _gather(self, state: EggrollState, parts: list[range], results: dict, deadline: float | None) -> None:
+        """Fill `results` (replica → its fitness) for every part, restarting dead replicas and reloading
+        mismatched ones; return early, with parts missing, at `deadline` (time.monotonic(), moved on by the time
+        restarted replicas take to start)."""
+        ray = self._ray
         want_fingerprint = state.generation % self.check_every == 0
         expected = params_fingerprint(state.params) if want_fingerprint else None
         self._per_generation.append(0)
         self._state_loads.append(0)
         host: list = []
         pending = {j: self._message(j, state, part, want_fingerprint, host) for j, part in enumerate(parts)}
-        results: dict[int, np.ndarray] = {}
         restarts, reloaded = 0, set()
         while pending:
-            j, ref = next(iter(pending.items()))
+            replica_of = {ref: j for j, ref in pending.items()}
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _ = ray.wait(list(replica_of), num_returns=1, timeout=left)
+            if not ready:
+                return
+            j = replica_of[ready[0]]
             try:
-                values, fingerprint = ray.get(ref)
+                values, fingerprint = ray.get(ready[0])
             except ray.exceptions.RayTaskError as error:
                 self._holding[j] = None
                 cause = getattr(error, "cause", None)
@@ -250,9 +304,11 @@ class RayEvaluator(Evaluator):
                         f"giving up after max_restarts={self.max_restarts} (see the Ray logs for the cause)"
                     ) from None
                 self._restarts += 1
-                ray.kill(self._actors[j])
-                self._actors[j] = self._new_actor()
-                self._holding[j] = None
+                self._replace([j])
+                started = time.monotonic()
+                self._wait_until_started()
+                if deadline is not None:  # the timeout counts evaluation, not the start of a replica
+                    deadline += time.monotonic() - started
                 pending[j] = self._message(j, state, parts[j], want_fingerprint, host)
                 continue
             del pending[j]
@@ -266,7 +322,6 @@ class RayEvaluator(Evaluator):
                 pending[j] = self._message(j, state, parts[j], want_fingerprint, host)
                 continue
             results[j] = values
-        return np.concatenate([results[j] for j in range(len(parts))])
 
     def step(self, state: EggrollState) -> tuple[EggrollState, dict, np.ndarray]:
         next_state, info, fitness = super().step(state)
