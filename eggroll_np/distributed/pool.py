@@ -121,7 +121,7 @@ class ProcessPoolEvaluator(Evaluator):
             done, running = wait(futures, timeout=self.timeout, return_when=FIRST_EXCEPTION)
             for future in futures:
                 if future in done and future.exception() is not None:
-                    future.result()  # raises the first slice's error, as the slices come in member order
+                    future.result()  # raises the error of the first failed slice, in member order
         except BrokenProcessPool:
             raise RuntimeError(
                 "a worker process of the pool died (crashed, killed, or out of memory); the pool cannot be "
