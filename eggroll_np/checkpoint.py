@@ -237,26 +237,32 @@ def _state_problem(state: EggrollState) -> str | None:
     return None
 
 
-def _members(data: bytes, where: str) -> dict[str, np.ndarray]:
-    """Every member of the ZIP archive `data` as a NumPy array, by name without its `.npy` suffix. Raises
-    CheckpointError, or whatever the ZIP and `.npy` readers raise on a damaged archive."""
-    arrays = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+def _members(path: Path, where: str) -> dict[str, np.ndarray]:
+    """Every member of the ZIP archive at `path` as a NumPy array, by name without its `.npy` suffix. Every
+    member's CRC-32 is checked before any is parsed. Raises CheckpointError, or whatever the ZIP and `.npy`
+    readers raise on a damaged archive."""
+    contents: dict[str, bytes] = {}
+    with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
-            if name == info.filename or name in arrays:
+            if name == info.filename or name in contents:
                 raise CheckpointError(f"{where}: member {info.filename!r} is not a .npy array, or is there twice")
             if info.flag_bits & 0x1 or info.compress_type != zipfile.ZIP_STORED:
                 raise CheckpointError(
                     f"{where}: member {info.filename!r} is encrypted or compressed; eggroll_np.save stores members "
                     "as they are"
                 )
-            raw = archive.read(info)  # checks the member's CRC-32
-            buffer = io.BytesIO(raw)
-            arrays[name] = np.lib.format.read_array(buffer, allow_pickle=False)
-            if buffer.tell() != len(raw):
-                raise CheckpointError(f"{where}: member {info.filename!r} has bytes past its array")
-    return arrays
+            contents[name] = archive.read(info)  # checks the member's CRC-32
+    return {name: _npy(data, name, where) for name, data in contents.items()}
+
+
+def _npy(data: bytes, name: str, where: str) -> np.ndarray:
+    """The array that the `.npy` bytes `data` of member `name` hold, read without pickle."""
+    buffer = io.BytesIO(data)
+    array = np.lib.format.read_array(buffer, allow_pickle=False)
+    if buffer.tell() != len(data):
+        raise CheckpointError(f"{where}: member {name + '.npy'!r} has bytes past its array")
+    return array
 
 
 def _bytes_of(array: np.ndarray, member: str, where: str) -> bytes:
@@ -324,10 +330,10 @@ def _decode(tree, arrays: dict[str, np.ndarray], path: str, used: set, where: st
     raise CheckpointError(f"{where}: malformed state description at {path or 'the root'}")
 
 
-def _parse(data: bytes, where: str) -> tuple[dict, EggrollState]:
-    """The header and the state (NumPy arrays) of the checkpoint file `data`, after every check of the module
+def _parse(path: Path, where: str) -> tuple[dict, EggrollState]:
+    """The header and the state (NumPy arrays) of the checkpoint at `path`, after every check of the module
     docstring. Raises CheckpointError, or anything the ZIP, `.npy` and JSON readers raise on damaged input."""
-    arrays = _members(data, where)
+    arrays = _members(path, where)
     if _HEADER not in arrays:
         raise CheckpointError(f"{where} has no {_HEADER}; it was not written by eggroll_np.save")
     header_bytes = _bytes_of(arrays.pop(_HEADER), _HEADER, where)
@@ -363,7 +369,7 @@ def _read(path) -> tuple[dict, EggrollState]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {where}")
     try:
-        return _parse(path.read_bytes(), where)
+        return _parse(path, where)
     except CheckpointError:
         raise
     except Exception as exc:  # a damaged file can make the ZIP, .npy and JSON readers raise almost anything
