@@ -2,7 +2,6 @@
 instant a kill lands on, continuing the run gives the parameters and the metrics log of a run that was never
 interrupted, and no line of a checkpointed generation is ever missing from the log on disk."""
 
-import json
 import re
 import shutil
 import subprocess
@@ -21,7 +20,9 @@ GENERATIONS, EVERY = 3000, 50
 
 
 def _start(*argv: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "eggroll_np", *argv], stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "eggroll_np", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _kill(process: subprocess.Popen) -> bool:
@@ -98,7 +99,7 @@ def test_kills_during_the_metrics_rewrite_of_a_large_log_never_lose_a_checkpoint
     assert subprocess.run([*resume, "--generations", "150"]).returncode == 0
     expected = (prepared / "metrics.jsonl").read_text().splitlines()
     (prepared / "checkpoint.npz").write_bytes(checkpoint)  # back at generation 100, the log at 150
-    padded = [json.dumps({**json.loads(line), "padding": "x" * 200_000}) for line in expected]
+    padded = ["{" + " " * 200_000 + line[1:] for line in expected]  # the same records, in long lines
     (prepared / "metrics.jsonl").write_text("".join(line + "\n" for line in padded))
     kept = padded[:101]
     rng = np.random.default_rng(11)
