@@ -293,7 +293,7 @@ def _check_header(header: dict, where: str) -> None:
 def _decode_array(tree: dict, arrays: dict[str, np.ndarray], path: str, used: set, where: str) -> np.ndarray:
     """The member that `tree` ({"array": name, "dtype": ..., "shape": [...]}) references, checked against it."""
     name, dtype, shape = tree["array"], tree["dtype"], tree["shape"]
-    well_formed = isinstance(name, str) and dtype in _DTYPES and isinstance(shape, list)
+    well_formed = isinstance(name, str) and isinstance(dtype, str) and dtype in _DTYPES and isinstance(shape, list)
     if not well_formed or not all(type(n) is int and n >= 0 for n in shape):
         raise CheckpointError(f"{where}: malformed array description at {path}")
     if name not in arrays:
@@ -337,13 +337,12 @@ def _parse(path: Path, where: str) -> tuple[dict, EggrollState]:
     if _HEADER not in arrays:
         raise CheckpointError(f"{where} has no {_HEADER}; it was not written by eggroll_np.save")
     header_bytes = _bytes_of(arrays.pop(_HEADER), _HEADER, where)
-    recorded = arrays.pop(_DIGEST, None)
-    if recorded is not None and _bytes_of(recorded, _DIGEST, where) != _digest(header_bytes, arrays).encode():
-        raise CheckpointError(f"{where} does not match its SHA-256 digest: the file was altered or damaged")
     header = json.loads(header_bytes.decode("utf-8"))
-    _check_format(header, where)
-    if recorded is None:
+    _check_format(header, where)  # first, since another format may have another digest, or none
+    if _DIGEST not in arrays:
         raise CheckpointError(f"{where} has no {_DIGEST}: the file was altered or damaged")
+    if _bytes_of(arrays.pop(_DIGEST), _DIGEST, where) != _digest(header_bytes, arrays).encode():
+        raise CheckpointError(f"{where} does not match its SHA-256 digest: the file was altered or damaged")
     _check_header(header, where)
     used: set[str] = set()
     state = _decode(header["state"], arrays, "", used, where)
@@ -412,11 +411,11 @@ def load(path, *, xp=None, device=None, dtype=None) -> EggrollState:
     `dtype` (a floating dtype or its name, such as "float32") casts every floating array; other arrays keep
     their dtype. An array whose dtype `xp` lacks on `device` (JAX without x64 has no float64 or int64) raises
     a ValueError naming it, never a silent narrowing."""
-    _, state = _read(path)
     target = None if dtype is None else _floating_dtype_name(dtype)
     namespace = f"{getattr(xp, '__name__', xp)}{'' if device is None else f' on {device}'}"
     if xp is not None and target is not None and not has_dtype(xp, target, device):
         raise ValueError(f"load(dtype={dtype!r}): {namespace} has no {target}")
+    _, state = _read(path)
 
     def convert(host: np.ndarray, path: str):
         if target is not None and host.dtype.kind == "f":
