@@ -325,14 +325,14 @@ def _read_metrics(path: Path, up_to: int) -> tuple[list[str], bool]:
     a crash ends the log."""
     if not path.exists():
         return [], True
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
     kept = []
     for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             break
-        if not line.endswith("\n") or record.get("generation", up_to + 1) > up_to:
+        if not line.endswith("\n") or not isinstance(record, dict) or record.get("generation", up_to + 1) > up_to:
             break
         kept.append(line.rstrip("\n"))
     return kept, len(kept) < len(lines)
