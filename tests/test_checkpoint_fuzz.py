@@ -140,10 +140,16 @@ def test_check_structure_accepts_a_later_state_of_the_same_run(small):
 def test_a_numpy_file_named_npz_and_other_non_archives_are_refused(tmp_path):
     path = tmp_path / "state.npz"
     np.save(tmp_path / "state.npy", np.zeros(3))
-    for data in [(tmp_path / "state.npy").read_bytes(), b"", b"PK\x05\x06" + bytes(18), b"not a checkpoint"]:
+    unreadable = r"not a readable checkpoint .* BadZipFile"
+    for data, message in [
+        ((tmp_path / "state.npy").read_bytes(), unreadable),
+        (b"", unreadable),
+        (b"not a checkpoint", unreadable),
+        (b"PK\x05\x06" + bytes(18), f"has no {HEADER}"),  # an empty archive
+    ]:
         path.write_bytes(data)
         for read in (egg.load, checkpoint.read_metadata):
-            with pytest.raises(CheckpointError):
+            with pytest.raises(CheckpointError, match=message):
                 read(path)
 
 
@@ -180,7 +186,7 @@ def _patch_first_member(data: bytes, local_offset: int, central_offset: int, val
 )
 def test_a_member_that_is_compressed_or_encrypted_is_refused(small, offsets, value):
     small.write_bytes(_patch_first_member(small.read_bytes(), *offsets, value))
-    with pytest.raises(CheckpointError, match=f"member {'a0.npy'!r} is encrypted or compressed"):
+    with pytest.raises(CheckpointError, match=r"member 'a0\.npy' is encrypted or compressed"):
         egg.load(small)
 
 
