@@ -134,10 +134,10 @@ def test_local_evaluator_times_out_and_the_next_call_gives_the_local_result(tmp_
 def test_process_pool_times_out_terminates_its_workers_and_the_next_pool_gives_the_local_result(tmp_path):
     es, state = make_strategy()
     # The timeout covers starting the 2 worker processes, which the call after a timeout does again.
-    with ProcessPoolEvaluator(es, HangsOnce(tmp_path, 1, (0,)), workers=2, timeout=5) as evaluator:
+    with ProcessPoolEvaluator(es, HangsOnce(tmp_path, 1, (0,)), workers=2, timeout=8) as evaluator:
         state = run(evaluator, state, 1)
-        error = times_out(evaluator, state, 20)
-        assert str(error).startswith("generation 1: members [0, 8) were still being evaluated after timeout=5 s")
+        error = times_out(evaluator, state, 25)
+        assert str(error).startswith("generation 1: members [0, 8) were still being evaluated after timeout=8 s")
         assert "the pool's 2 worker processes were terminated" in str(error)
         first_pool = pids(tmp_path, "pid")
         assert len(first_pool) == 2 and len(pids(tmp_path, "hung")) == 1
@@ -260,8 +260,9 @@ def interrupt_driver(folder: Path, name: str, whole_group: bool = False) -> tupl
     return driver.returncode, (folder / "stdout").read_text(), (folder / "stderr").read_text()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["local", "local_timeout", "pool", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.parametrize(
+    "name", ["local", "local_timeout", "pool", pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])]
+)
 def test_sigint_to_the_driver_alone_returns_within_seconds_and_leaves_no_worker(tmp_path, name):
     status, _, errors = interrupt_driver(tmp_path, name)
     assert status == -signal.SIGINT and "KeyboardInterrupt" in errors, errors[-3000:]
@@ -270,7 +271,6 @@ def test_sigint_to_the_driver_alone_returns_within_seconds_and_leaves_no_worker(
     assert wait_until(lambda: not [pid for pid in workers if running(pid)], 20)
 
 
-@pytest.mark.slow
 def test_a_terminal_ctrl_c_reaches_the_pool_driver_alone(tmp_path):
     """The whole process group gets SIGINT while the driver is busy elsewhere and catches it: the workers
     ignore it, so the pool goes on working (workers that died of it would break the pool)."""
@@ -279,6 +279,7 @@ def test_a_terminal_ctrl_c_reaches_the_pool_driver_alone(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_instance")
 def test_ray_replica_restarted_where_it_cannot_be_placed_is_an_error_within_start_timeout():
     es, state = make_strategy()
