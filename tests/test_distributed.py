@@ -311,6 +311,16 @@ class DiesOnce:
         return quadratic(params)
 
 
+def test_a_pool_whose_worker_died_says_so_and_the_next_call_starts_a_new_pool(tmp_path):
+    es, state = make_strategy()
+    fitness = per_member(DiesOnce(tmp_path / "died", after=3))
+    with ProcessPoolEvaluator(es, fitness, workers=2) as evaluator:
+        with pytest.raises(RuntimeError, match=r"worker process of the pool died.*the next call starts a new pool"):
+            evaluator(state)
+        np.testing.assert_array_equal(evaluator(state), LocalEvaluator(es, per_member(quadratic))(state))
+    assert (tmp_path / "died").exists()
+
+
 @pytest.mark.ray
 def test_ray_killed_worker_gives_the_same_result(ray_instance, tmp_path):
     es, state = make_strategy()

@@ -123,9 +123,10 @@ class ProcessPoolEvaluator(Evaluator):
                 if future in done and future.exception() is not None:
                     future.result()  # raises the error of the first failed slice, in member order
         except BrokenProcessPool:
+            self._stop()
             raise RuntimeError(
-                "a worker process of the pool died (crashed, killed, or out of memory); the pool cannot be "
-                "used again. If this runs from a script, guard its top-level code with "
+                "a worker process of the pool died (crashed, killed, or out of memory); the next call starts a "
+                "new pool. If this runs from a script, guard its top-level code with "
                 "`if __name__ == '__main__':` (worker processes are spawned and re-import the script)"
             ) from None
         except (KeyboardInterrupt, SystemExit):  # hung workers would also hold up the interpreter's exit
