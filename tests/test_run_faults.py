@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -247,3 +248,21 @@ def test_a_read_only_file_system_is_one_line_with_status_1(tmp_path):
         pytest.skip("this machine does not allow a tmpfs mount in a user namespace (unshare --user --mount)")
     assert "status=1" in done.stdout, done.stdout + done.stderr
     assert "Read-only file system" in _one_line(done.stderr)
+
+
+def test_an_out_that_cannot_be_written_is_one_line_with_status_1():
+    locked = tempfile.mkdtemp(prefix="eggroll-locked-")  # outside pytest's 0700 tree, so another user reaches it
+    try:
+        os.chmod(locked, 0o555)
+        command = [sys.executable, "-m", "eggroll_np", *ROSENBROCK, "--generations", "2", "--out", f"{locked}/run"]
+        if os.geteuid() == 0:  # root writes anywhere: run as nobody
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root without setpriv to drop to another user")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == EXIT_FAILED, done.stderr
+        assert "Permission denied" in _one_line(done.stderr)
+        assert os.listdir(locked) == []
+    finally:
+        os.chmod(locked, 0o755)
+        shutil.rmtree(locked)
