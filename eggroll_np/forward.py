@@ -13,13 +13,15 @@ An input is shared by all members, x of shape (..., n), unless the call says `sh
 one slice per member, x of shape (N, ..., n). The reading never depends on x's sizes. A shared input's
 x Wᵀ and x Bₖ are computed once per direction, and a pair's outputs are base ± correction. Nothing here
 allocates O(N·m·n): the largest arrays are the inputs, the outputs and one correction of the output's size.
-The per-kind products come from the leaf's noise record (`noise`); a frozen leaf has none.
+The per-kind products come from the leaf's noise record (`noise`); a frozen leaf has none. An int8 leaf runs
+the exact integer forward pass of `integer` instead (int8 in, int8 out).
 """
 
 from __future__ import annotations
 
-from . import _checks
+from . import _checks, integer
 from ._array_api import device, dtype_name, index_dtype, prod
+from .leaves import INT8
 
 __all__ = ["embedding", "linear", "linear_portable", "vector"]
 
@@ -77,7 +79,9 @@ def linear(pop, name: str, x, *, shared: bool = True):
 
     x: (..., n) shared, or (N, ..., n) per member with shared=False; returns (N, ..., m)."""
     checked = _linear_layout(pop, name, x, shared)
-    _, weight, noise, per_member, middle = checked
+    plan, weight, noise, per_member, middle = checked
+    if plan.kind == INT8:
+        return integer.population_linear(pop, x, *checked)
     fast = None if noise is None else noise.fast_linear(pop.xp)
     if fast is None:
         return _linear_portable(pop, x, *checked)
@@ -87,7 +91,10 @@ def linear(pop, name: str, x, *, shared: bool = True):
 
 def linear_portable(pop, name: str, x, *, shared: bool = True):
     """`linear` in array-API operations only."""
-    return _linear_portable(pop, x, *_linear_layout(pop, name, x, shared))
+    checked = _linear_layout(pop, name, x, shared)
+    if checked[0].kind == INT8:
+        return integer.population_linear(pop, x, *checked)
+    return _linear_portable(pop, x, *checked)
 
 
 def _linear_portable(pop, x, plan, weight, noise, per_member: bool, middle: tuple):
@@ -138,6 +145,9 @@ def embedding(pop, name: str, ids, *, shared: bool = True):
     middle = tuple(ids.shape[1:] if per_member else ids.shape)
     count = prod(middle)
     out_shape = (layout.size, *middle, width)
+    if plan.kind == INT8:
+        flat = xp.reshape(ids, (-1,))
+        return xp.reshape(integer.population_rows(pop, noise, value, flat, per_member), out_shape)
     if per_member:
         flat = xp.reshape(ids, (layout.size * count,))
         base = xp.take(value, flat, axis=0)

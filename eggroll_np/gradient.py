@@ -14,6 +14,8 @@ takes one weighted reduction over its D directions. No code path forms D dense m
 
 from __future__ import annotations
 
+from ._array_api import is_floating_dtype
+
 __all__ = ["direction_weights", "es_gradient"]
 
 
@@ -27,12 +29,13 @@ def direction_weights(xp, f, per_direction: int):
 
 def es_gradient(pop, f) -> dict:
     """g for every perturbed leaf of the whole population `pop` from its shaped fitness f (N,), in leaf
-    shapes and dtypes: 1/(N σ) Σₖ wₖ εₖ."""
+    shapes and dtypes: 1/(N σ) Σₖ wₖ εₖ; for an int8 leaf the integer estimate Σₖ wₖ Aₖ Bₖᵀ in float32."""
     xp = pop.xp
     w = direction_weights(xp, f, pop.layout.per_direction)
     scale = 1.0 / (pop.layout.size * pop.sigma)
     grads = {}
     for name, noise in pop.noise.items():
         dtype = pop.params[name].dtype
+        dtype = dtype if is_floating_dtype(xp, dtype) else xp.float32  # an int8 leaf's estimate is float32
         grads[name] = noise.gradient(xp, pop.plans[name], w if w.dtype == dtype else xp.astype(w, dtype), scale)
     return grads

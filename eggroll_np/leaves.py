@@ -3,10 +3,13 @@
 - `lowrank` (default for 2-D leaves, shape (m, n)): perturbed by rank-r factors; a ≥3-D leaf may opt in and
   is then perturbed as the matrix (shape[0], prod(shape[1:])).
 - `full` (default for every other leaf: biases, norms, 0-D, ≥3-D): perturbed by dense Gaussian noise.
+- `int8` (every ≥2-D int8 leaf, viewed as (shape[0], prod(shape[1:]))): perturbed by rank-r integer factors,
+  run through the integer forward pass and updated by `optim.integer_step` (see `integer`).
 - `frozen`: never perturbed, never updated; it has no noise record (see `noise.NOISE_TYPES`).
 
-Leaves are float32 or float64 arrays in the machine's byte order (the generator draws those two dtypes), all
-from one array library and device.
+Leaves are float32 or float64 arrays in the machine's byte order (the generator draws those two dtypes), or
+int8 arrays, all from one array library and device. An int8 leaf is `int8` or (by the policy) `frozen`; a
+float leaf is any other kind.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ._array_api import dtype_name, is_floating_dtype, namespace_and_device, pro
 __all__ = [
     "FROZEN",
     "FULL",
+    "INT8",
     "KINDS",
     "LEAF_DTYPES",
     "LOWRANK",
@@ -33,8 +37,9 @@ __all__ = [
 LOWRANK = "lowrank"
 FULL = "full"
 FROZEN = "frozen"
-KINDS = (LOWRANK, FULL, FROZEN)
-LEAF_DTYPES = ("float32", "float64")
+INT8 = "int8"
+KINDS = (LOWRANK, FULL, FROZEN, INT8)
+LEAF_DTYPES = ("float32", "float64", "int8")
 
 Policy = None | Mapping[str, str] | Callable[[str, Any], str | None]
 
@@ -51,8 +56,8 @@ class LeafPlan(NamedTuple):
 
 
 def check_leaves(params) -> tuple[Any, Any]:
-    """(xp, device) of params, if it is a non-empty mapping of float32 or float64 arrays in native byte order,
-    of one library and device; otherwise a TypeError or ValueError naming the leaf (`plan_leaves` checks the
+    """(xp, device) of params, if it is a non-empty mapping of float32, float64 or int8 arrays in native byte
+    order, of one library and device; otherwise a TypeError or ValueError naming the leaf (`plan_leaves` checks the
     names)."""
     if not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping name -> array, not a {type(params).__name__}")
@@ -66,26 +71,36 @@ def check_leaves(params) -> tuple[Any, Any]:
                 f"leaf {name!r} has dtype {dtype.str} (non-native byte order); convert it first, for example "
                 f"params[{name!r}].astype(params[{name!r}].dtype.newbyteorder('='))"
             )
-        if not is_floating_dtype(xp, dtype) or dtype_name(dtype) not in LEAF_DTYPES:
+        if dtype_name(dtype) not in LEAF_DTYPES or not (is_floating_dtype(xp, dtype) or dtype == xp.int8):
             raise TypeError(
-                f"leaf {name!r} has dtype {dtype_name(dtype)}; ES needs float32 or float64 leaves, for example "
+                f"leaf {name!r} has dtype {dtype_name(dtype)}; ES needs float32, float64 or int8 leaves, for example "
                 f"xp.astype(params[{name!r}], xp.float32)"
             )
     return xp, dev
 
 
-def _default_kind(shape: tuple[int, ...]) -> str:
-    return LOWRANK if len(shape) == 2 else FULL
+def _is_int8(value) -> bool:
+    return dtype_name(value.dtype) == "int8"
+
+
+def _default_kind(value) -> str:
+    if _is_int8(value):
+        return INT8
+    return LOWRANK if len(value.shape) == 2 else FULL
 
 
 def _resolve_kind(name: str, value, policy: Policy) -> str:
-    if policy is None:
-        return _default_kind(tuple(value.shape))
-    kind = policy(name, value) if callable(policy) else policy.get(name)
+    kind = None
+    if policy is not None:
+        kind = policy(name, value) if callable(policy) else policy.get(name)
     if kind is None:
-        return _default_kind(tuple(value.shape))
+        kind = _default_kind(value)
     if kind not in KINDS:
         raise ValueError(f"policy gives leaf {name!r} the kind {kind!r}; use one of {', '.join(KINDS)}")
+    if _is_int8(value) and kind not in (INT8, FROZEN):
+        raise ValueError(f"int8 leaf {name!r} can be 'int8' or 'frozen', not {kind!r}")
+    if not _is_int8(value) and kind == INT8:
+        raise ValueError(f"leaf {name!r} is {dtype_name(value.dtype)}; the kind 'int8' needs an int8 leaf")
     return kind
 
 
@@ -117,11 +132,10 @@ def plan_leaves(params: Mapping[str, Any], policy: Policy = None) -> dict[str, L
         shape = tuple(value.shape)
         kind = _resolve_kind(name, value, policy)
         matrix_shape = None
-        if kind == LOWRANK:
+        if kind in (LOWRANK, INT8):
             if len(shape) < 2:
-                raise ValueError(
-                    f"leaf {name!r} has shape {shape}: lowrank needs at least 2 dimensions; use 'full' or 'frozen'"
-                )
+                other = "freeze it with the policy" if kind == INT8 else "use 'full' or 'frozen'"
+                raise ValueError(f"leaf {name!r} has shape {shape}: {kind} needs at least 2 dimensions; {other}")
             matrix_shape = (shape[0], prod(shape[1:]))
         stream = random.stream_id(name)
         if stream in owners:

@@ -17,6 +17,10 @@ where c is a number or an array broadcasting against (D, rows, 1): σ, or σ·s�
 - `LowRankNoise` (kind `lowrank`, a leaf viewed as (m, n)): εₖ = (1/√r) Aₖ Bₖᵀ with Aₖ (m, r), Bₖ (n, r),
   entries iid N(0, 1) (or ±1 with noise="rademacher"), so every entry of εₖ has variance 1.
 - `FullNoise` (kind `full`): εₖ iid N(0, 1) of the leaf's shape.
+- `IntegerNoise` (kind `int8`, an int8 leaf (m, n)): εₖ = Aₖ Bₖᵀ with integer factors, entries
+  popcount − 16 of one Philox word each (`integer`); its forward pass and update are integer arithmetic.
+
+Every record also offers `member_leaf(xp, plan, theta, index, c)`: θ + c εₖ of row `index`.
 
 Direction k of a leaf is the stream (seed, epoch, leaf id), row k: its first m·r elements are the r columns
 of Aₖ, m consecutive elements each, the next n·r the r columns of Bₖ, so that εₖ = (1/√r) Σⱼ aⱼ bⱼᵀ reads
@@ -31,9 +35,9 @@ from typing import Any, NamedTuple
 
 from . import random
 from ._array_api import device, is_cupy_namespace, is_numpy_namespace, prod
-from .leaves import FULL, LOWRANK, LeafPlan
+from .leaves import FULL, INT8, LOWRANK, LeafPlan
 
-__all__ = ["NOISE_KINDS", "NOISE_TYPES", "FullNoise", "LowRankNoise", "leaf_noise", "trainable"]
+__all__ = ["NOISE_KINDS", "NOISE_TYPES", "FullNoise", "IntegerNoise", "LowRankNoise", "leaf_noise", "trainable"]
 
 NOISE_KINDS = ("gaussian", "rademacher")
 
@@ -80,6 +84,10 @@ class LowRankNoise(NamedTuple):
             f"the members of low-rank leaf {plan.name!r} would be N dense matrices; use linear or embedding for it"
         )
 
+    def member_leaf(self, xp, plan: LeafPlan, theta, index: int, c):
+        """θ + c εₖ of row `index`."""
+        return theta + c * self.direction(xp, plan, index)
+
     def products(self, xp, plan: LeafPlan, x, c):
         """c · x εₖᵀ = ((c/√r) · x Bₖ) Aₖᵀ: the small (rows, r) factor is scaled, never the output."""
         return ((x @ self.B) * (c / self._root_rank())) @ xp.matrix_transpose(self.A)
@@ -125,6 +133,10 @@ class FullNoise(NamedTuple):
         """E (D, *shape)."""
         return self.E
 
+    def member_leaf(self, xp, plan: LeafPlan, theta, index: int, c):
+        """θ + c Eₖ."""
+        return theta + c * self.direction(xp, plan, index)
+
     def _matrices(self, xp, plan: LeafPlan):
         """E as (D, m, n), the matrices a ≥2-D leaf multiplies as."""
         if len(plan.shape) == 2:
@@ -147,7 +159,53 @@ class FullNoise(NamedTuple):
         return None
 
 
-NOISE_TYPES = {LOWRANK: LowRankNoise, FULL: FullNoise}
+class IntegerNoise(NamedTuple):
+    """Integer factors of D directions of an int8 leaf: A (D, m, r), B (D, n, r), int8 entries in [−16, 16]."""
+
+    A: Any
+    B: Any
+
+    @classmethod
+    def draw(cls, xp, plan: LeafPlan, stream, directions: range, rank: int, noise: str, dtype, dev):
+        from .integer import integer_factors
+
+        m, n = plan.matrix_shape
+        draws = integer_factors(xp, stream, directions, (m + n) * rank, dev)
+        d = len(directions)
+        columns_a = xp.reshape(draws[:, : m * rank], (d, rank, m))
+        columns_b = xp.reshape(draws[:, m * rank :], (d, rank, n))
+        return cls(A=xp.matrix_transpose(columns_a), B=xp.matrix_transpose(columns_b))
+
+    def direction(self, xp, plan: LeafPlan, index: int):
+        """εₖ = Aₖ Bₖᵀ of row `index` as int32, in the leaf's shape."""
+        a, b = xp.astype(self.A[index, ...], xp.int32), xp.astype(self.B[index, ...], xp.int32)
+        return xp.reshape(a @ xp.matrix_transpose(b), plan.shape)
+
+    def member_leaf(self, xp, plan: LeafPlan, theta, index: int, c):
+        """Wᵢ = W + c Aₖ Bₖᵀ as float32 (exact: c = ±2^−σ̂ and every value has at most 24 significant bits)."""
+        return xp.astype(theta, xp.float32) + c * xp.astype(self.direction(xp, plan, index), xp.float32)
+
+    def dense(self, xp, plan: LeafPlan):
+        raise ValueError(f"the members of int8 leaf {plan.name!r} would be N dense matrices; use linear for it")
+
+    def products(self, xp, plan: LeafPlan, x, c):
+        raise ValueError(f"int8 leaf {plan.name!r} multiplies only through the integer forward pass (linear)")
+
+    def rows(self, xp, ids, c, per_direction: bool):
+        raise ValueError("an int8 table's rows come from the integer forward pass (embedding)")
+
+    def gradient(self, xp, plan: LeafPlan, w, scale: float):
+        """E = Σₖ wₖ Aₖ Bₖᵀ, the integer estimate (`integer.direction_estimate`; `scale` does not apply: the
+        thresholded update is scale-free)."""
+        from .integer import direction_estimate
+
+        return xp.reshape(direction_estimate(xp, self.A, self.B, w), plan.shape)
+
+    def fast_linear(self, xp):
+        return None
+
+
+NOISE_TYPES = {LOWRANK: LowRankNoise, FULL: FullNoise, INT8: IntegerNoise}
 
 
 def trainable(plans) -> list[str]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from . import _checks
+from . import _checks, integer
 from ._array_api import index_dtype, namespace_and_device
 
 __all__ = ["MeanOps", "add_bias", "vector_like"]
@@ -79,7 +79,8 @@ class MeanOps:
         return self.params[name]
 
     def linear(self, name: str, x, bias=None, *, shared: bool = True):
-        """x Wᵀ (+ b): x (..., n) → (..., m)."""
+        """x Wᵀ (+ b): x (..., n) → (..., m); for an int8 leaf the integer forward pass of `integer`
+        (clip(⌊x Wᵀ / d(n)⌋, ±127), int8 x, no bias)."""
         _checks.boolean("shared", shared)
         xp, weight = self.xp, self._leaf(name)
         if weight.ndim < 2:
@@ -90,6 +91,10 @@ class MeanOps:
             raise ValueError(
                 f"linear({name!r}) multiplies inputs of last axis {weight.shape[1]}; got shape {tuple(x.shape)}"
             )
+        if weight.dtype == xp.int8:
+            if bias is not None:
+                raise ValueError(f"linear({name!r}) of an int8 leaf takes no bias")
+            return integer.mean_linear(xp, weight, x, name)
         return add_bias(self, x @ xp.matrix_transpose(weight), bias)
 
     def vector(self, name: str, like=None):

@@ -23,18 +23,20 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from . import _checks
-from ._array_api import array_namespace
+from ._array_api import array_namespace, is_floating_dtype
 from .schedules import Schedule, constant, value_at
 
 __all__ = [
     "OPTIMIZERS",
     "STATE_TYPES",
     "AdamState",
+    "IntegerStepState",
     "Optimizer",
     "SGDState",
     "adam",
     "adamw",
     "as_optimizer",
+    "integer_step",
     "sgd",
 ]
 
@@ -66,6 +68,15 @@ def _zeros_like(params: Params) -> Params:
     return {name: array_namespace(p).zeros_like(p) for name, p in params.items()}
 
 
+def _check_float_leaves(params: Params, optimizer: str) -> None:
+    for name, p in params.items():
+        if not is_floating_dtype(array_namespace(p), p.dtype):
+            raise TypeError(
+                f"{optimizer} updates float leaves; leaf {name!r} is {p.dtype}: int8 leaves take "
+                "optimizer=egg.optim.integer_step(...)"
+            )
+
+
 def _learning_rate(learning_rate: float | Schedule) -> Schedule:
     """A callable as is; a number α (finite, ≥ 0) as constant(α)."""
     if callable(learning_rate):
@@ -85,6 +96,7 @@ def _rate(lr: Schedule, generation: int) -> float:
 
 
 def _sgd_init(params: Params, momentum: float) -> SGDState:
+    _check_float_leaves(params, "sgd")
     return SGDState(velocity=_zeros_like(params) if momentum else {})
 
 
@@ -114,6 +126,7 @@ def sgd(learning_rate: float | Schedule, momentum: float = 0.0, nesterov: bool =
 
 
 def _adam_init(params: Params) -> AdamState:
+    _check_float_leaves(params, "adam")
     return AdamState(count=0, mu=_zeros_like(params), nu=_zeros_like(params))
 
 
@@ -165,8 +178,40 @@ def adamw(
     return _adam(learning_rate, b1, b2, eps, weight_decay)
 
 
+class IntegerStepState(NamedTuple):
+    """The thresholded integer update keeps no state."""
+
+
+def _integer_init(params: Params) -> IntegerStepState:
+    for name, p in params.items():
+        if p.dtype != array_namespace(p).int8:
+            raise TypeError(f"integer_step updates int8 leaves; leaf {name!r} is {p.dtype}: use adam or sgd for it")
+    return IntegerStepState()
+
+
+def _integer_update(grads: Params, state: IntegerStepState, generation: int, params=None, *, fraction):
+    from .integer import threshold_step
+
+    if params is None:
+        raise ValueError("integer_step's update needs the current params (their saturation at ±127)")
+    alpha = value_at(fraction, generation, "integer_step fraction", positive=True)
+    if alpha > 1:
+        raise ValueError(f"integer_step fraction at generation {generation} is {alpha!r}; it must be in (0, 1]")
+    step = {name: threshold_step(array_namespace(g), g, params[name], alpha) for name, g in grads.items()}
+    return step, state
+
+
+def integer_step(fraction: float | Schedule = 0.01) -> Optimizer:
+    """The update of int8 leaves (`integer`): with the integer estimate E = Σₖ wₖ Aₖ Bₖᵀ, move the weights
+    whose |E| is among the largest `fraction` α of each leaf (ties included) one unit towards sign(E),
+    saturating at ±127. α in (0, 1], a number or a schedule (decaying over training, say); no state."""
+    if not callable(fraction):
+        fraction = constant(_checks.real("fraction", fraction, 0, 1, above=True))
+    return Optimizer(_integer_init, partial(_integer_update, fraction=fraction))
+
+
 OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd}
-STATE_TYPES = (SGDState, AdamState)
+STATE_TYPES = (SGDState, AdamState, IntegerStepState)
 
 
 def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:

@@ -129,14 +129,15 @@ class Population:
         return self.layout.direction(self._index(i))
 
     def member(self, i: int) -> dict:
-        """θᵢ = θ + σ sᵢ ε_{k(i)} for every leaf, materialized (frozen leaves are θ's own arrays)."""
+        """θᵢ = θ + σ sᵢ ε_{k(i)} for every leaf, materialized (frozen leaves are θ's own arrays; an int8 leaf
+        gives the exact float32 Wᵢ = W + σ sᵢ Aₖ Bₖᵀ)."""
         index = self._index(i)
         c = self.sigma * self.layout.sign(index)
         row = index // self.layout.per_direction
         member = {}
         for name, plan in self.plans.items():
             theta, noise = self.params[name], self.noise.get(name)
-            member[name] = theta if noise is None else theta + c * noise.direction(self.xp, plan, row)
+            member[name] = theta if noise is None else noise.member_leaf(self.xp, plan, theta, row, c)
         return member
 
     def linear(self, name: str, x, bias=None, *, shared: bool = True):

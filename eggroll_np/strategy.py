@@ -22,7 +22,8 @@ from . import _checks
 from ._array_api import namespace_and_device, sum_of_squares
 from ._fitness import as_fitness
 from .gradient import es_gradient
-from .leaves import Policy, check_leaves, check_policy, plan_leaves
+from .integer import sigma_shift
+from .leaves import INT8, Policy, check_leaves, check_policy, plan_leaves
 from .noise import NOISE_KINDS, leaf_noise, trainable
 from .optim import Optimizer, adam, as_optimizer
 from .population import Layout, Population, Settings
@@ -164,6 +165,8 @@ class EGGROLL:
         sigma = self._sigma_at(generation)
         epoch = self.epoch(generation)
         plans = self._plans(state.params)
+        if any(plan.kind == INT8 for plan in plans.values()):
+            sigma_shift(sigma)  # int8 leaves need σ = 2^-k
         first = layout.offset // layout.per_direction
         directions = range(first, first + layout.directions)
         noise = {

@@ -54,7 +54,7 @@ def test_check_leaves_returns_the_namespace_and_device_and_names_the_bad_leaf(na
     namespace, dev = leaves.check_leaves(good)
     assert namespace is xp
     assert str(dev) == str(backend.device)
-    with pytest.raises(TypeError, match="leaf 'i' has dtype int32; ES needs float32 or float64 leaves"):
+    with pytest.raises(TypeError, match="leaf 'i' has dtype int32; ES needs float32, float64 or int8 leaves"):
         leaves.check_leaves({**good, "i": xp.zeros(2, dtype=xp.int32, device=backend.device)})
     with pytest.raises(TypeError, match="params must be a mapping name -> array, not a list"):
         leaves.check_leaves([good["w"]])

@@ -33,7 +33,7 @@ def test_an_unknown_noise_kind_or_a_frozen_leaf_has_no_noise():
     with pytest.raises(ValueError, match="leaf 'f' is frozen and has no noise"):
         noise.leaf_noise(np, plans["f"], noise="gaussian", **kwargs)
     assert noise.trainable(plans) == ["w"]
-    assert set(noise.NOISE_TYPES) == {"lowrank", "full"}  # frozen: the kind without a record
+    assert set(noise.NOISE_TYPES) == {"lowrank", "full", "int8"}  # frozen: the kind without a record
 
 
 @backends

@@ -232,7 +232,8 @@ def test_a_learning_rate_that_turns_nan_stops_tell_and_leaves_the_state_as_it_wa
 
 def test_the_registries_name_every_optimizer_and_every_state_type():
     assert optim.OPTIMIZERS == {"adam": optim.adam, "adamw": optim.adamw, "sgd": optim.sgd}
-    assert optim.STATE_TYPES == (optim.SGDState, optim.AdamState)
+    assert optim.STATE_TYPES == (optim.SGDState, optim.AdamState, optim.IntegerStepState)
+    assert type(optim.integer_step().init({"w": np.ones((2, 2), np.int8)})) in optim.STATE_TYPES
     params = {"w": np.ones(2)}
     for name, factory in optim.OPTIMIZERS.items():
         opt = factory(learning_rate=0.1)

@@ -184,7 +184,7 @@ def test_bad_params_are_rejected_at_init(name):
         es.init({})
     with pytest.raises(TypeError, match="params must be a mapping"):
         es.init([xp.zeros(3, device=dev)])
-    with pytest.raises(TypeError, match="leaf 'n' has dtype int32; ES needs float32 or float64 leaves"):
+    with pytest.raises(TypeError, match="leaf 'n' has dtype int32; ES needs float32, float64 or int8 leaves"):
         es.init({"w": xp.zeros(3, dtype=xp.float32, device=dev), "n": xp.zeros(3, dtype=xp.int32, device=dev)})
     with pytest.raises(TypeError, match="leaf 'm' has dtype bool"):
         es.init({"m": xp.zeros(3, dtype=xp.bool, device=dev)})
@@ -199,8 +199,8 @@ def test_bad_params_are_rejected_at_init(name):
 @pytest.mark.parametrize(
     ("dtype", "message"),
     [
-        (np.float16, "leaf 'w' has dtype float16; ES needs float32 or float64 leaves"),
-        (np.longdouble, f"leaf 'w' has dtype {np.dtype(np.longdouble).name}; ES needs float32 or float64 leaves"),
+        (np.float16, "leaf 'w' has dtype float16; ES needs float32, float64 or int8 leaves"),
+        (np.longdouble, f"leaf 'w' has dtype {np.dtype(np.longdouble).name}; ES needs float32, float64 or int8 leaves"),
         (
             np.dtype(">f4") if np.little_endian else np.dtype("<f4"),
             "leaf 'w' has dtype .f4 \\(non-native byte order\\)",
@@ -223,9 +223,9 @@ def test_half_precision_leaves_of_other_libraries_are_refused_at_init(dtype_name
 
     ml_dtypes = pytest.importorskip("ml_dtypes")
     es = egg.EGGROLL(population_size=4)
-    with pytest.raises(TypeError, match=f"leaf 'w' has dtype {dtype_name}; ES needs float32 or float64 leaves"):
+    with pytest.raises(TypeError, match=f"leaf 'w' has dtype {dtype_name}; ES needs float32, float64 or int8 leaves"):
         es.init({"w": jnp.zeros((2, 2), dtype=getattr(jnp, dtype_name))})
-    with pytest.raises(TypeError, match="leaf 'w' has dtype bfloat16; ES needs float32 or float64 leaves"):
+    with pytest.raises(TypeError, match="leaf 'w' has dtype bfloat16; ES needs float32, float64 or int8 leaves"):
         es.init({"w": np.zeros((2, 2), dtype=ml_dtypes.bfloat16)})
 
 
