@@ -24,7 +24,19 @@ from dataclasses import dataclass
 from . import _checks, random
 from ._array_api import array_namespace, device, is_floating_dtype, prod
 
-__all__ = ["ACTIVATIONS", "GRU", "MLP", "activation", "gelu", "identity", "log_softmax", "relu", "sigmoid", "tanh"]
+__all__ = [
+    "ACTIVATIONS",
+    "EGG",
+    "GRU",
+    "MLP",
+    "activation",
+    "gelu",
+    "identity",
+    "log_softmax",
+    "relu",
+    "sigmoid",
+    "tanh",
+]
 
 # The noise epoch the initializers draw from: no run reaches it, so initial weights never coincide with a
 # generation's noise of the same leaf and seed.
@@ -243,3 +255,6 @@ class GRU:
             h = self._recur(ops, [term[..., t, :] for term in inputs], h)
             outputs.append(h)
         return array_namespace(h).stack(outputs, axis=-2), h
+
+
+from .egg_model import EGG  # noqa: E402  (the integer language model, its own module)

@@ -1,0 +1,103 @@
+"""The integer language model EGG: its layout and parameter count, integer log-probabilities close to the
+exact ones, a population forward equal to each member's own integer forward, and equal results on every
+backend."""
+
+import math
+
+import numpy as np
+import pytest
+from helpers import np_of
+
+import eggroll_np as egg
+from eggroll_np import integer
+from eggroll_np.egg_model import EGG, LOGIT_UNIT, log2_probabilities
+
+
+def test_the_layout_has_the_documented_parameter_count():
+    for layers, width in [(1, 32), (2, 64), (6, 256)]:
+        model = EGG(layers, width)
+        assert model.parameter_count == 512 * width + layers * 12 * width**2
+    assert EGG(6, 256).parameter_count == 4_856_064 - (256 + 6 * 4 * 256)  # the paper: less norm gains, biases
+
+
+def test_init_is_round_16_normal_as_int8_and_the_same_on_every_backend(backend):
+    params = EGG(1, 16).init(np, seed=3)
+    assert all(v.dtype == np.int8 for v in params.values())
+    embed = params["embed"].astype(np.float64)
+    assert abs(embed.std() - 16) < 1.0 and np.abs(embed).max() <= 127
+    other = EGG(1, 16).init(backend.xp, seed=3, device=backend.device)
+    for name, value in params.items():
+        np.testing.assert_array_equal(np_of(other[name]), value)
+
+
+def test_integer_log_probabilities_are_within_a_quarter_bit_of_the_exact_ones():
+    rng = np.random.default_rng(0)
+    logits = rng.integers(-127, 128, size=(4, 7, 256)).astype(np.int8)
+    logits[0, 0] = 0  # uniform: exactly 8 bits
+    targets = rng.integers(0, 256, size=(4, 7))
+    got = log2_probabilities(np, logits, targets) / LOGIT_UNIT
+    scaled = logits.astype(np.float64) / LOGIT_UNIT
+    top = scaled.max(axis=-1, keepdims=True)
+    exact = np.take_along_axis(scaled, targets[..., None], -1)[..., 0] - (
+        top[..., 0] + np.log2(np.exp2(scaled - top).sum(axis=-1))
+    )
+    assert got[0, 0] == -8.0
+    assert np.max(np.abs(got - exact)) <= 0.25
+
+
+class MemberOps:
+    """The integer ops of one materialized member i: clip(⌊x Wᵢᵀ / d(n)⌋) and ⌊Wᵢ[ids]⌋ in int64."""
+
+    def __init__(self, pop, i):
+        self.xp, self.scale = np, round(1 / pop.sigma)
+        self.weights = {
+            k: np.round(v.astype(np.float64) * self.scale).astype(np.int64) for k, v in pop.member(i).items()
+        }
+
+    def linear(self, name, x, bias=None, *, shared=True):
+        w = self.weights[name]
+        z = x.astype(np.int64) @ w.T
+        return np.clip(np.floor_divide(z, self.scale * integer.divisor(w.shape[1])), -127, 127).astype(np.int8)
+
+    def embedding(self, name, ids, *, shared=True):
+        rows = np.floor_divide(self.weights[name][ids], self.scale)
+        return np.clip(rows, -127, 127).astype(np.int8)
+
+
+def test_the_population_forward_equals_each_members_own_integer_forward():
+    model = EGG(1, 16)
+    es = egg.EGGROLL(population_size=6, sigma=1 / 16, optimizer=egg.optim.integer_step(), shaping="sign", seed=2)
+    pop = es.ask(es.init(model.init(np, seed=1)))
+    tokens = np.random.default_rng(1).integers(0, 256, size=(6, 12))
+    logits = model.apply(pop, tokens, shared=False)
+    assert logits.shape == (6, 12, 256) and logits.dtype == np.int8
+    for i in range(6):
+        np.testing.assert_array_equal(model.apply(MemberOps(pop, i), tokens[i]), logits[i])
+    assert not np.array_equal(logits[0], logits[1])  # antithetic partners differ
+
+
+def _generations(xp, device, generations=3):
+    model = EGG(1, 16)
+    es = egg.EGGROLL(population_size=8, sigma=1 / 16, optimizer=egg.optim.integer_step(0.02), shaping="sign", seed=5)
+    state = es.init(model.init(xp, seed=4, device=device))
+    data = np.random.default_rng(2).integers(0, 256, size=(4, 17))
+    sequences = xp.asarray(np.repeat(data, 2, axis=0), dtype=xp.int32, device=device)
+    for _ in range(generations):
+        pop = es.ask(state)
+        state, _ = es.tell(state, pop, model.log_likelihood(pop, sequences, shared=False))
+    return state
+
+
+def test_a_short_egg_run_is_bit_identical_on_every_backend(backend):
+    reference = _generations(np, None)
+    state = _generations(backend.xp, backend.device)
+    for name, value in reference.params.items():
+        np.testing.assert_array_equal(np_of(state.params[name]), value)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="layers=0 must be an integer ≥ 1"):
+        EGG(0, 8)
+    with pytest.raises(TypeError, match="width"):
+        EGG(1, 8.5)
+    assert math.isclose(EGG(1, 8).parameter_count, 512 * 8 + 12 * 64)
