@@ -11,7 +11,7 @@ nonlinearity is saturation to [−127, 127]. With width D and L layers, for byte
                 s_t = ⌊(f_t s_{t−1} + (256 − f_t) c_t) / 256⌋,  s_0 = 0        a minGRU: gates from the input only
                 h = clip(h + W_o ⌊s g / 256⌋)
                 h = clip(h + W_down clip(W_up norm(h)))                          an MLP of width 4D
-    logits = head norm(h)                                 (…, T, 256), in units of 1/8 bit
+    logits = head norm(h)                                 (…, T, 256), in units of 1/16 bit
 
 norm(v) = clip(⌊32 v / max(1, ⌊Σ|vᵢ| / D⌋)⌋): a layer norm that divides by the mean absolute value and
 scales to a mean magnitude of 32; it has no gain. Parameters: embed (256, D), head (256, D), and per layer
@@ -19,7 +19,7 @@ four D × D matrices and the MLP's (4D, D) and (D, 4D): 512·D + L·12·D² in a
 L·(4D + 12D²), also holds norm gains and biases, which this model leaves out so that every trained leaf is
 a matrix with rank-r integer noise).
 
-`log2_probabilities` turns the logits into log₂ p(next byte) in units of 1/8 bit with integer tables (EXP2
+`log2_probabilities` turns the logits into log₂ p(next byte) in units of 1/16 bit with integer tables (EXP2
 and LOG2), so a member's fitness, the sum over its tokens, is an integer, equal on every backend.
 """
 
@@ -38,11 +38,11 @@ __all__ = ["EGG", "LOGIT_UNIT", "log2_probabilities"]
 
 VOCABULARY = 256
 NORM_SCALE = 32
-LOGIT_UNIT = 8  # a logit l stands for l / 8 bits
-_EXP_BITS = 16  # EXP2[u] = round(2^(16 + u/8)) for u ∈ [−254, 0]
+LOGIT_UNIT = 16  # a logit l stands for l / 16 bits
+_EXP_BITS = 16  # EXP2[u] = round(2^(16 + u/16)) for u ∈ [−254, 0]
 _EXP2 = np.round(2.0 ** (_EXP_BITS + np.arange(-2 * INT8_MAX, 1) / LOGIT_UNIT)).astype(np.int32)
 _MANTISSA_BITS = 8
-# LOG2[m − 256] = round(8 · log2(m / 256)) for a mantissa m ∈ [256, 511]
+# LOG2[m − 256] = round(16 · log2(m / 256)) for a mantissa m ∈ [256, 511]
 _LOG2 = np.round(LOGIT_UNIT * np.log2(np.arange(256, 512) / 256.0)).astype(np.int32)
 _INIT_EPOCH = 2**64 - 1
 
@@ -79,7 +79,7 @@ def _scan(xp, f, c):
 
 
 def log2_probabilities(xp, logits, targets):
-    """log₂ p(targets) under softmax(logits · ln2 / 8), in units of 1/8 bit, as int32 (…, T): u = l − max l,
+    """log₂ p(targets) under softmax(logits · ln2 / 16), in units of 1/16 bit, as int32 (…, T): u = l − max l,
     S = Σ EXP2[u] (≤ 256 · 2¹⁶), log₂ S from its bit length and the LOG2 table of its top 9 bits."""
     dev = device(logits)
     exp2 = xp.asarray(_EXP2, device=dev)
@@ -163,6 +163,6 @@ class EGG:
         return ops.linear(f"{p}head", norm(xp, h), shared=False)
 
     def log_likelihood(self, ops, sequences, *, shared: bool = True):
-        """Σ_t log₂ p(x_{t+1} | x_{≤t}) in units of 1/8 bit, int32 (…,), of byte sequences (…, T + 1)."""
+        """Σ_t log₂ p(x_{t+1} | x_{≤t}) in units of 1/16 bit, int32 (…,), of byte sequences (…, T + 1)."""
         logits = self.apply(ops, sequences[..., :-1], shared=shared)
         return ops.xp.sum(log2_probabilities(ops.xp, logits, sequences[..., 1:]), axis=-1, dtype=ops.xp.int32)

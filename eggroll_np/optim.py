@@ -210,7 +210,7 @@ def integer_step(fraction: float | Schedule = 0.01) -> Optimizer:
     return Optimizer(_integer_init, partial(_integer_update, fraction=fraction))
 
 
-OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd}
+OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd, "integer": integer_step}
 STATE_TYPES = (SGDState, AdamState, IntegerStepState)
 
 

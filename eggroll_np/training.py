@@ -95,16 +95,21 @@ def run_config(task: str, settings: dict) -> dict:
     config = {"task": task, **DEFAULTS, **cls.defaults, **{o.name: o.default for o in cls.options}, **settings}
     config["eval_every"] = min(config["eval_every"], config["generations"])
     config.setdefault("lr_decay_generations", config["generations"])
+    if hasattr(cls, "derived"):
+        config.update(cls.derived(config))
     return config
 
 
 def make_optimizer(config: dict) -> Optimizer:
     """The factory of `optim.OPTIMIZERS` that config["optimizer"] names, called with the learning-rate
-    schedule of `LR_SCHEDULES` and every other of its parameters that the config holds (momentum, ...)."""
+    schedule of `LR_SCHEDULES` (for `integer`, as α, the fraction of weights moved per step) and every other
+    of its parameters that the config holds (momentum, ...)."""
     factory = OPTIMIZERS[choice("optimizer", config["optimizer"], OPTIMIZERS)]
     rate = LR_SCHEDULES[choice("lr_schedule", config["lr_schedule"], LR_SCHEDULES)](config)
-    names = [k for k in inspect.signature(factory).parameters if k in config and k != "learning_rate"]
-    return factory(learning_rate=rate, **{k: config[k] for k in names})
+    parameters = inspect.signature(factory).parameters
+    rate_name = "fraction" if "fraction" in parameters else "learning_rate"  # integer_step's α is its rate
+    names = [k for k in parameters if k in config and k not in ("learning_rate", rate_name)]
+    return factory(**{rate_name: rate}, **{k: config[k] for k in names})
 
 
 def make_strategy(config: dict) -> EGGROLL:

@@ -30,7 +30,7 @@ def test_init_is_round_16_normal_as_int8_and_the_same_on_every_backend(backend):
         np.testing.assert_array_equal(np_of(other[name]), value)
 
 
-def test_integer_log_probabilities_are_within_a_quarter_bit_of_the_exact_ones():
+def test_integer_log_probabilities_are_within_their_rounding_of_the_exact_ones():
     rng = np.random.default_rng(0)
     logits = rng.integers(-127, 128, size=(4, 7, 256)).astype(np.int8)
     logits[0, 0] = 0  # uniform: exactly 8 bits
@@ -42,7 +42,8 @@ def test_integer_log_probabilities_are_within_a_quarter_bit_of_the_exact_ones():
         top[..., 0] + np.log2(np.exp2(scaled - top).sum(axis=-1))
     )
     assert got[0, 0] == -8.0
-    assert np.max(np.abs(got - exact)) <= 0.25
+    # LOG2 rounds to 1/32 bit, the 9-bit mantissa truncates < log2(1 + 1/256) = 0.0056 bit, EXP2 rounds ~2^-16
+    assert np.max(np.abs(got - exact)) <= 1 / 32 + 0.0057 + 0.001
 
 
 class MemberOps:

@@ -8,6 +8,8 @@ A task is a class with
   sigma, optimizer, learning_rate, generations, eval_every, ...: config keys, EGGROLL's keyword names for
   the strategy's settings), overridable from the command line;
 - `options`: its own `Option`s (command-line flags with defaults);
+- optionally `derived(config) -> dict`: facts about its data a run's config records when it is built (the
+  text task's corpus digest), so that a resumed run can check them;
 - `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
 - `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`
   of Python floats (the one place a run reads values back from the device).
@@ -36,6 +38,7 @@ TASKS = {
     "digits": ("eggroll_np.tasks.digits", "DigitsTask"),
     "cartpole": ("eggroll_np.tasks.cartpole", "CartPoleTask"),
     "rosenbrock": ("eggroll_np.tasks.functions", "RosenbrockTask"),
+    "text": ("eggroll_np.tasks.text", "TextTask"),
 }
 
 
