@@ -53,6 +53,14 @@ def test_forward_benchmark_runs_in_quick_mode_and_checks_its_results(capsys):
 
 
 @pytest.mark.ray
+def test_egg_benchmark_runs_in_quick_mode(capsys):
+    result = _run_script(ROOT / "bench" / "egg.py", ["--quick"])
+    assert [row["N"] for row in result["throughput"]] == [8, 32]
+    assert all(row["ratio"] > 0 for row in result["throughput"])
+    assert all(0 < row["held-out bits/byte"] < 32 for row in result["scaling"])
+    assert "forward throughput" in capsys.readouterr().out
+
+
 def test_distributed_benchmark_runs_in_quick_mode_and_checks_its_results():
     # A process of its own: the pool's spawned workers import the script's fitness function by name.
     script = ROOT / "bench" / "distributed.py"
