@@ -50,9 +50,13 @@ class EGGROLL:
     gets +ε, 2k+1 gets −ε); noise_reuse k (fresh noise every k generations, 0 = never resample); group_size
     G (for the group shapings); noise ("gaussian" or "rademacher" low-rank factors); maximize (False
     minimizes); seed (integer in [0, 2⁶⁴)); policy (per-leaf kind: mapping name → "lowrank" | "full" |
-    "frozen", or callable (name, array) → kind or None); nan_policy ("raise": non-finite fitness raises and
-    names the members, at the cost of one boolean read back per tell; "worst": non-finite fitness counts
-    as the population's worst finite fitness, with no read-back).
+    "frozen" (or "int8" | "frozen" for an int8 leaf), or callable (name, array) → kind or None);
+    nan_policy ("raise": non-finite fitness raises and names the members, at the cost of one boolean read
+    back per tell; "worst": non-finite fitness counts as the population's worst finite fitness, with no
+    read-back).
+
+    int8 leaves (`eggroll_np.integer`) need σ = 2^−k and `optim.integer_step`; their integer factors ignore
+    `noise`, and their update is exact and bit-identical across backends with shaping="sign".
 
     `settings` holds the six settings that decide a population's noise (also `fingerprint`); each is an
     attribute of the same name too.
