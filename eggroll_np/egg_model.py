@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks, random
-from ._array_api import device
+from ._array_api import device, to_numpy
 from .integer import INT8_MAX
 
 __all__ = ["EGG", "LOGIT_UNIT", "log2_probabilities"]
@@ -166,3 +166,24 @@ class EGG:
         """Σ_t log₂ p(x_{t+1} | x_{≤t}) in units of 1/16 bit, int32 (…,), of byte sequences (…, T + 1)."""
         logits = self.apply(ops, sequences[..., :-1], shared=shared)
         return ops.xp.sum(log2_probabilities(ops.xp, logits, sequences[..., 1:]), axis=-1, dtype=ops.xp.int32)
+
+    def generate(self, params, prompt: bytes, n_bytes: int, seed: int = 0) -> bytes:
+        """`n_bytes` bytes continuing `prompt` (non-empty), sampled from the mean parameters: byte t is drawn
+        with probability EXP2[l − max l] / Σ EXP2 (the integer softmax of `log2_probabilities`) by one Philox
+        word w of stream (seed, t) as the first byte whose cumulative weight exceeds ⌊w · Σ / 2³²⌋, so a sample
+        is a pure function of (params, prompt, n_bytes, seed). It runs on the host (NumPy): the integer model
+        gives the same logits there as on any backend, and one step per byte would recompile on JAX."""
+        from .ops import MeanOps
+
+        if not isinstance(prompt, bytes | bytearray) or not prompt:
+            raise ValueError(f"prompt={prompt!r} must be non-empty bytes, for example b'The '")
+        n_bytes = _checks.integer("n_bytes", n_bytes, 0)
+        seed = _checks.integer("seed", seed, 0, 2**64 - 1)
+        ops, data = MeanOps({name: to_numpy(value) for name, value in params.items()}), list(prompt)
+        for step in range(n_bytes):
+            logits = self.apply(ops, np.asarray([data], dtype=np.int32))[0, -1].astype(np.int64)
+            cumulative = np.cumsum(_EXP2[logits - logits.max() + 2 * INT8_MAX].astype(np.int64))
+            stream = random.derive_key(seed, step, random.stream_id(f"{self.prefix}generate"))
+            word = int(random.random_bits(np, stream, range(1), 1, None)[0][0, 0])
+            data.append(int(np.searchsorted(cumulative, (word * int(cumulative[-1])) >> 32, side="right")))
+        return bytes(data[len(prompt) :])

@@ -102,3 +102,34 @@ def test_bad_settings_are_refused():
     with pytest.raises(TypeError, match="width"):
         EGG(1, 8.5)
     assert math.isclose(EGG(1, 8).parameter_count, 512 * 8 + 12 * 64)
+
+
+def test_generate_is_a_pure_function_of_its_arguments_and_equal_on_every_backend(backend):
+    model = EGG(1, 16)
+    params = model.init(np, seed=6)
+    sample = model.generate(params, b"The ", 24, seed=1)
+    assert isinstance(sample, bytes) and len(sample) == 24
+    assert model.generate(params, b"The ", 24, seed=1) == sample
+    assert model.generate(params, b"The ", 24, seed=2) != sample
+    assert model.generate(model.init(backend.xp, seed=6, device=backend.device), b"The ", 24, seed=1) == sample
+    assert model.generate(params, b"x", 0) == b""
+
+
+def test_generate_follows_the_integer_softmax():
+    model = EGG(1, 8)
+    params = model.init(np, seed=0)
+    logits = model.apply(egg.MeanOps(params), np.asarray([[ord("a")]], np.int32))[0, -1].astype(np.float64)
+    q = 2.0 ** ((logits - logits.max()) / LOGIT_UNIT)
+    q /= q.sum()
+    draws = 2000
+    drawn = [model.generate(params, b"a", 1, seed=s)[0] for s in range(draws)]
+    empirical = np.bincount(drawn, minlength=256) / draws
+    # each byte's frequency within 4.5 binomial standard deviations (256 bytes: a union bound of 0.2 %)
+    bound = 4.5 * np.sqrt(q * (1 - q) / draws) + 1 / draws
+    assert np.all(np.abs(empirical - q) <= bound)
+    assert q.max() > 0.1  # a peaked distribution, so a uniform sampler would fail the bound
+
+
+def test_generate_refuses_an_empty_prompt():
+    with pytest.raises(ValueError, match="must be non-empty bytes"):
+        EGG(1, 8).generate(EGG(1, 8).init(np), b"", 4)
