@@ -291,7 +291,10 @@ def test_ray_replica_restarted_where_it_cannot_be_placed_is_an_error_within_star
         evaluator._start_timeout = 2.0
         unplaceable = evaluator._actor_class.options(resources={"absent": 1})
         evaluator._new_actor = lambda: unplaceable.remote(evaluator.es, evaluator.fitness)
-        evaluator._ray.kill(evaluator._actors[0])
+        ray, dead = evaluator._ray, evaluator._actors[0]
+        ray.kill(dead)
+        with pytest.raises(ray.exceptions.RayActorError):  # ray.kill is asynchronous: be sure it has landed
+            ray.get(dead.ready.remote(), timeout=30)
         began = time.monotonic()
         with pytest.raises(RuntimeError, match=r"only 0 of 1 Ray replicas started within 2 s; each asks for"):
             evaluator.step(state)
