@@ -21,6 +21,16 @@ a matrix with rank-r integer noise).
 
 `log2_probabilities` turns the logits into log₂ p(next byte) in units of 1/16 bit with integer tables (EXP2
 and LOG2), so a member's fitness, the sum over its tokens, is an integer, equal on every backend.
+
+The float twin, `EGG(..., dtype="float32")`, is the same layout and the same computation without the rounding:
+a float32 activation v stands for EGG's 32 v and a weight w for 16 w, so with c = 127/32
+
+    embed[x] / 2,   linear: clip(x Wᵀ / √n, ±c),   norm(v) = clip(v / max(1/32, Σ|vᵢ| / D), ±c),
+    gates f = z / 8 + 1/2 ∈ [1/256, 255/256],   s_t = f_t s_{t−1} + (1 − f_t) c_t,   clip(s g, ±c),
+    log₂ p(y) = 2 l_y − log₂ Σ_v 2^(2 l_v)   (a logit l stands for 2 l bits)
+
+with weights N(0, 1) (the same draws EGG rounds to round(16 · N(0, 1))), trained by the ordinary float EGGROLL;
+its log-likelihood is in bits. Comparing the two shows what the integer arithmetic costs.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from . import _checks, random
 from ._array_api import device, to_numpy
 from .integer import INT8_MAX
 
-__all__ = ["EGG", "LOGIT_UNIT", "log2_probabilities"]
+__all__ = ["DTYPES", "EGG", "LOGIT_UNIT", "log2_probabilities"]
 
 VOCABULARY = 256
 NORM_SCALE = 32
@@ -45,6 +55,8 @@ _MANTISSA_BITS = 8
 # LOG2[m − 256] = round(16 · log2(m / 256)) for a mantissa m ∈ [256, 511]
 _LOG2 = np.round(LOGIT_UNIT * np.log2(np.arange(256, 512) / 256.0)).astype(np.int32)
 _INIT_EPOCH = 2**64 - 1
+_FLOAT_UNIT = 32  # a float twin activation v stands for EGG's 32 v
+_FLOAT_CLIP = INT8_MAX / _FLOAT_UNIT
 
 
 def _clip(xp, v):
@@ -67,13 +79,12 @@ def _gate(xp, z):
     return _wide(xp, z) + 128
 
 
-def _scan(xp, f, c):
-    """s_t = ⌊(f_t s_{t−1} + (256 − f_t) c_t) / 256⌋ along axis −2 (time), s_0 = 0: int32 (…, T, D)."""
-    steps = f.shape[-2]
+def _scan(xp, f, c, step):
+    """s_t = step(f_t, s_{t−1}, c_t) along axis −2 (time), s_0 = 0: (…, T, D)."""
     state = xp.zeros_like(c[..., 0, :])
     outputs = []
-    for t in range(steps):
-        state = (f[..., t, :] * state + (256 - f[..., t, :]) * c[..., t, :]) // 256
+    for t in range(f.shape[-2]):
+        state = step(f[..., t, :], state, c[..., t, :])
         outputs.append(state)
     return xp.stack(outputs, axis=-2)
 
@@ -100,21 +111,126 @@ def log2_probabilities(xp, logits, targets):
     return picked - log_total
 
 
+class _IntegerArithmetic:
+    """EGG's numbers: int8 activations, int32 intermediates, integer division and saturation."""
+
+    unit = 1 / LOGIT_UNIT  # bits per unit of log_likelihood
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def embedded(self, h):
+        return h
+
+    def linear(self, ops, name, x):
+        return ops.linear(name, x, shared=False)
+
+    def norm(self, v):
+        return norm(self.xp, v)
+
+    def gate(self, z):
+        return _gate(self.xp, z)
+
+    def candidate(self, z):
+        return _wide(self.xp, z)
+
+    def scan(self, f, c):
+        return _scan(self.xp, f, c, lambda f_t, s, c_t: (f_t * s + (256 - f_t) * c_t) // 256)
+
+    def mixed(self, s, g):
+        return _clip(self.xp, (s * g) // 256)
+
+    def residual(self, h, delta):
+        return _clip(self.xp, _wide(self.xp, h) + _wide(self.xp, delta))
+
+    def log2_probabilities(self, logits, targets):
+        return log2_probabilities(self.xp, logits, targets)
+
+    def weights(self, logits):
+        """Host int64 logits (256,) → the integer softmax's weights EXP2[l − max l]."""
+        logits = logits.astype(np.int64)
+        return _EXP2[logits - logits.max() + 2 * INT8_MAX].astype(np.int64)
+
+
+class _FloatArithmetic:
+    """The float twin's numbers (module docstring): EGG's operations in float32 without the rounding."""
+
+    unit = 1.0
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def _clip(self, v):
+        return self.xp.clip(v, -_FLOAT_CLIP, _FLOAT_CLIP)
+
+    def embedded(self, h):
+        return h * (LOGIT_UNIT / _FLOAT_UNIT)
+
+    def linear(self, ops, name, x):
+        return self._clip(ops.linear(name, x, shared=False) * (1 / math.sqrt(x.shape[-1])))
+
+    def norm(self, v):
+        scale = self.xp.mean(self.xp.abs(v), axis=-1, keepdims=True)
+        return self._clip(v / self.xp.maximum(scale, self.xp.full_like(scale, 1 / _FLOAT_UNIT)))
+
+    def gate(self, z):
+        return z * (_FLOAT_UNIT / 256) + 0.5
+
+    def candidate(self, z):
+        return z
+
+    def scan(self, f, c):
+        return _scan(self.xp, f, c, lambda f_t, s, c_t: f_t * s + (1 - f_t) * c_t)
+
+    def mixed(self, s, g):
+        return self._clip(s * g)
+
+    def residual(self, h, delta):
+        return self._clip(h + delta)
+
+    def log2_probabilities(self, logits, targets):
+        """2 l_y − log₂ Σ_v 2^(2 l_v), stably: with m = max l, 2 (l_y − m) − log₂ Σ_v 2^(2 (l_v − m))."""
+        xp = self.xp
+        shifted = 2 * (logits - xp.max(logits, axis=-1, keepdims=True))
+        log_total = xp.log2(xp.sum(xp.exp(shifted * math.log(2)), axis=-1))
+        vocabulary = xp.arange(VOCABULARY, dtype=xp.int32, device=device(logits))
+        chosen = vocabulary == xp.astype(targets, xp.int32)[..., None]
+        picked = xp.sum(xp.where(chosen, shifted, xp.zeros_like(shifted)), axis=-1)
+        return picked - log_total
+
+    def weights(self, logits):
+        """Host logits (256,) → softmax weights 2^(2 (l − max l)) in float64."""
+        logits = logits.astype(np.float64)
+        return np.exp2(2 * (logits - logits.max()))
+
+
+_ARITHMETIC = {"int8": _IntegerArithmetic, "float32": _FloatArithmetic}
+DTYPES = tuple(_ARITHMETIC)
+
+
 @dataclass(frozen=True)
 class EGG:
-    """The integer language model of the module docstring: `layers` L, `width` D, leaf names under `prefix`.
-    Up to D = 260 every product is a float32 one (the MLP's fan-in 4D ≤ 1040); wider models take exact int32
-    products, slower on NumPy."""
+    """The language model of the module docstring: `layers` L, `width` D, leaf names under `prefix`, in `dtype`
+    "int8" (EGG, integer EGGROLL) or "float32" (its float twin, float EGGROLL). Up to D = 260 every int8
+    product is a float32 one (the MLP's fan-in 4D ≤ 1040); wider models take exact int32 products, slower on
+    NumPy."""
 
     layers: int = 1
     width: int = 64
     prefix: str = ""
+    dtype: str = "int8"
 
     def __post_init__(self):
         _checks.integer("layers", self.layers, 1)
         _checks.integer("width", self.width, 1)
+        _checks.choice("dtype", self.dtype, DTYPES)
         if not isinstance(self.prefix, str):
             raise TypeError(f"prefix={self.prefix!r} must be a string")
+
+    @property
+    def bits_per_unit(self) -> float:
+        """Bits per unit of `log_likelihood`: 1/16 for EGG, 1 for the float twin."""
+        return _ARITHMETIC[self.dtype].unit
 
     def shapes(self) -> dict:
         """Every leaf's name and shape."""
@@ -134,56 +250,65 @@ class EGG:
         return sum(math.prod(shape) for shape in self.shapes().values())
 
     def init(self, xp, seed: int = 0, device=None) -> dict:
-        """round(16 · N(0, 1)) clipped to ±127, as int8, drawn on the host from the counter generator (the same
-        integers on every backend) and placed on `device`."""
+        """int8: round(16 · N(0, 1)) clipped to ±127; float32: the same N(0, 1) draws. Drawn on the host from
+        the counter generator (the same numbers on every backend) and placed on `device`."""
         seed = _checks.integer("seed", seed, 0, 2**64 - 1)
         params = {}
         for name, shape in self.shapes().items():
             stream = random.derive_key(seed, _INIT_EPOCH, random.stream_id(name))
-            draws = random.normal(np, stream, range(1), math.prod(shape), dtype=np.float64, dev=None)
-            host = np.clip(np.round(16.0 * draws), -INT8_MAX, INT8_MAX).astype(np.int8).reshape(shape)
+            draws = random.normal(np, stream, range(1), math.prod(shape), dtype=np.float64, dev=None).reshape(shape)
+            if self.dtype == "int8":
+                host = np.clip(np.round(16.0 * draws), -INT8_MAX, INT8_MAX).astype(np.int8)
+            else:
+                host = draws.astype(np.float32)
             params[name] = xp.asarray(host, device=device)
         return params
 
     def apply(self, ops, tokens, *, shared: bool = True):
-        """Logits (…, T, 256) int8 for byte tokens (…, T) (integers in [0, 256)): shared by all members, or
-        (N, …, T) per member with shared=False, as in `ops.embedding`."""
-        xp, p = ops.xp, self.prefix
-        h = ops.embedding(f"{p}embed", tokens, shared=shared)
+        """Logits (…, T, 256) for byte tokens (…, T) (integers in [0, 256)), int8 for EGG and float32 for the
+        twin: shared by all members, or (N, …, T) per member with shared=False, as in `ops.embedding`."""
+        number, p = _ARITHMETIC[self.dtype](ops.xp), self.prefix
+        h = number.embedded(ops.embedding(f"{p}embed", tokens, shared=shared))
         for layer in range(self.layers):
             name = f"{p}layer{layer}"
-            u = norm(xp, h)
-            f = _gate(xp, ops.linear(f"{name}.gru.f", u, shared=False))
-            c = _wide(xp, ops.linear(f"{name}.gru.c", u, shared=False))
-            g = _gate(xp, ops.linear(f"{name}.gru.g", u, shared=False))
-            mixed = _clip(xp, (_scan(xp, f, c) * g) // 256)
-            h = _clip(xp, _wide(xp, h) + _wide(xp, ops.linear(f"{name}.gru.o", mixed, shared=False)))
-            up = ops.linear(f"{name}.mlp.up", norm(xp, h), shared=False)
-            h = _clip(xp, _wide(xp, h) + _wide(xp, ops.linear(f"{name}.mlp.down", up, shared=False)))
-        return ops.linear(f"{p}head", norm(xp, h), shared=False)
+            u = number.norm(h)
+            f = number.gate(number.linear(ops, f"{name}.gru.f", u))
+            c = number.candidate(number.linear(ops, f"{name}.gru.c", u))
+            g = number.gate(number.linear(ops, f"{name}.gru.g", u))
+            mixed = number.mixed(number.scan(f, c), g)
+            h = number.residual(h, number.linear(ops, f"{name}.gru.o", mixed))
+            up = number.linear(ops, f"{name}.mlp.up", number.norm(h))
+            h = number.residual(h, number.linear(ops, f"{name}.mlp.down", up))
+        return number.linear(ops, f"{p}head", number.norm(h))
 
     def log_likelihood(self, ops, sequences, *, shared: bool = True):
-        """Σ_t log₂ p(x_{t+1} | x_{≤t}) in units of 1/16 bit, int32 (…,), of byte sequences (…, T + 1)."""
+        """Σ_t log₂ p(x_{t+1} | x_{≤t}) of byte sequences (…, T + 1), (…,): EGG's in units of 1/16 bit (int32),
+        the twin's in bits (float32); `bits_per_unit` converts."""
+        xp = ops.xp
         logits = self.apply(ops, sequences[..., :-1], shared=shared)
-        return ops.xp.sum(log2_probabilities(ops.xp, logits, sequences[..., 1:]), axis=-1, dtype=ops.xp.int32)
+        terms = _ARITHMETIC[self.dtype](xp).log2_probabilities(logits, sequences[..., 1:])
+        return xp.sum(terms, axis=-1, dtype=xp.int32 if self.dtype == "int8" else None)
 
     def generate(self, params, prompt: bytes, n_bytes: int, seed: int = 0) -> bytes:
-        """`n_bytes` bytes continuing `prompt` (non-empty), sampled from the mean parameters: byte t is drawn
-        with probability EXP2[l − max l] / Σ EXP2 (the integer softmax of `log2_probabilities`) by one Philox
-        word w of stream (seed, t) as the first byte whose cumulative weight exceeds ⌊w · Σ / 2³²⌋, so a sample
-        is a pure function of (params, prompt, n_bytes, seed). It runs on the host (NumPy): the integer model
-        gives the same logits there as on any backend, and one step per byte would recompile on JAX."""
+        """`n_bytes` bytes continuing `prompt` (non-empty), sampled from the mean parameters: byte t is drawn with
+        probability wᵥ / Σ w, w the softmax's weights (EGG: the integer EXP2[l − max l] of `log2_probabilities`; the
+        twin: 2^(2 (l − max l))), by one Philox word u of stream (seed, t) as the first byte whose cumulative weight
+        exceeds u · Σ w / 2³² (⌊·⌋ for EGG's integers), so a sample is a pure function of (params, prompt, n_bytes,
+        seed). It runs on the host (NumPy): the integer model gives the same logits there as on any backend, and one
+        step per byte would recompile on JAX."""
         from .ops import MeanOps
 
         if not isinstance(prompt, bytes | bytearray) or not prompt:
             raise ValueError(f"prompt={prompt!r} must be non-empty bytes, for example b'The '")
         n_bytes = _checks.integer("n_bytes", n_bytes, 0)
         seed = _checks.integer("seed", seed, 0, 2**64 - 1)
+        number = _ARITHMETIC[self.dtype](np)
         ops, data = MeanOps({name: to_numpy(value) for name, value in params.items()}), list(prompt)
         for step in range(n_bytes):
-            logits = self.apply(ops, np.asarray([data], dtype=np.int32))[0, -1].astype(np.int64)
-            cumulative = np.cumsum(_EXP2[logits - logits.max() + 2 * INT8_MAX].astype(np.int64))
+            cumulative = np.cumsum(number.weights(self.apply(ops, np.asarray([data], dtype=np.int32))[0, -1]))
             stream = random.derive_key(seed, step, random.stream_id(f"{self.prefix}generate"))
             word = int(random.random_bits(np, stream, range(1), 1, None)[0][0, 0])
-            data.append(int(np.searchsorted(cumulative, (word * int(cumulative[-1])) >> 32, side="right")))
+            total = cumulative[-1]
+            threshold = (word * int(total)) >> 32 if self.dtype == "int8" else word * float(total) / 2**32
+            data.append(int(np.searchsorted(cumulative, threshold, side="right")))
         return bytes(data[len(prompt) :])

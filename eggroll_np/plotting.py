@@ -1,7 +1,7 @@
-"""Learning curves of a run directory as a PNG: fitness (mean and max per generation) and the evaluation
-metrics over the generations that evaluated. matplotlib is drawn through its Agg canvas, with no pyplot
-state and no display needed. The PNG is replaced atomically: a plot that cannot be written (a full disk)
-raises OSError and leaves the previous file, or none, never a part of one."""
+"""Learning curves of a run directory as a PNG: fitness (mean and max per generation) and the numeric evaluation metrics
+over the generations that evaluated (text, such as a generated sample, is not drawn). matplotlib is drawn through its
+Agg canvas, with no pyplot state and no display needed. The PNG is replaced atomically: a plot that cannot be written (a
+full disk) raises OSError and leaves the previous file, or none, never a part of one."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def plot_run(run_dir, output: str = "curves.png") -> Path:
         raise ImportError("plots need matplotlib: pip install 'eggroll-np[examples]'") from None
     run_dir = Path(run_dir)
     records = _records(run_dir / "metrics.jsonl")
-    metric_names = sorted({k for r in records for k in r} - _NOT_METRICS)
+    numeric = {k for r in records for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    metric_names = sorted(numeric - _NOT_METRICS)
     figure = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(figure)
     fitness_axes, metric_axes = figure.subplots(1, 2)

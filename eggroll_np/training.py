@@ -89,10 +89,13 @@ CONFIG_MAY_CHANGE = frozenset({"generations"})
 
 
 def run_config(task: str, settings: dict) -> dict:
-    """The full configuration of a new run of `task`: `DEFAULTS`, the task's defaults and options, then
-    `settings`; eval_every is cut to generations, and lr_decay_generations defaults to generations."""
+    """The full configuration of a new run of `task`: `DEFAULTS`, the task's defaults (`defaults_for` of its options and
+    `settings` where it has one), its options, then `settings`; eval_every is cut to generations, and
+    lr_decay_generations defaults to generations."""
     cls = task_class(task)
-    config = {"task": task, **DEFAULTS, **cls.defaults, **{o.name: o.default for o in cls.options}, **settings}
+    options = {**{o.name: o.default for o in cls.options}, **settings}
+    defaults = cls.defaults_for(options) if hasattr(cls, "defaults_for") else cls.defaults
+    config = {"task": task, **DEFAULTS, **defaults, **options}
     config["eval_every"] = min(config["eval_every"], config["generations"])
     config.setdefault("lr_decay_generations", config["generations"])
     if hasattr(cls, "derived"):
@@ -370,6 +373,10 @@ def _report(bar, echo, record: dict, metric: str, evaluated: bool, start: float,
             f"generation {record['generation']}: fitness mean {record['fitness_mean']:.4g} "
             f"max {record['fitness_max']:.4g}, {metric} {record.get(metric, float('nan')):.4g}, {rate:.1f} gen/s"
         )
+    if evaluated:  # text an evaluation reports (the text task's sample), a line of its own
+        for key, value in record.items():
+            if isinstance(value, str):
+                (bar.write if bar is not None else echo)(f"  {key}: {value}")
 
 
 def _plot(run_dir: Path, warn) -> None:

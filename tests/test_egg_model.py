@@ -133,3 +133,71 @@ def test_generate_follows_the_integer_softmax():
 def test_generate_refuses_an_empty_prompt():
     with pytest.raises(ValueError, match="must be non-empty bytes"):
         EGG(1, 8).generate(EGG(1, 8).init(np), b"", 4)
+
+
+def test_the_float_twin_draws_the_normals_egg_rounds():
+    ints, floats = EGG(1, 16).init(np, seed=3), EGG(1, 16, dtype="float32").init(np, seed=3)
+    for name, value in ints.items():
+        assert floats[name].dtype == np.float32 and floats[name].shape == value.shape
+        np.testing.assert_array_equal(np.clip(np.round(16.0 * floats[name]), -127, 127), value)
+
+
+@pytest.mark.parametrize(("layers", "width"), [(1, 32), (2, 64)])
+def test_the_float_twin_computes_egg_without_the_rounding(layers, width):
+    """Twin weights Wᵢ/16 give logits l with 32 l ≈ EGG's: a mistaken unit (a factor 2 anywhere) would put the
+    slope at 0.5 or 2, while EGG's floors (≤ 1 unit each, a few per layer, on logits ~30 units) keep it within
+    3 % and the log-likelihood per byte within 0.15 bit."""
+    model, twin = EGG(layers, width), EGG(layers, width, dtype="float32")
+    params = model.init(np, seed=1)
+    tokens = np.random.default_rng(0).integers(0, 256, size=(4, 40))
+    exact = model.apply(egg.MeanOps(params), tokens).astype(np.float64)
+    scaled = {name: value.astype(np.float32) / 16 for name, value in params.items()}
+    unrounded = 32 * twin.apply(egg.MeanOps(scaled), tokens).astype(np.float64)
+    assert abs((exact * unrounded).sum() / (unrounded**2).sum() - 1) < 0.03
+    assert np.corrcoef(exact.ravel(), unrounded.ravel())[0, 1] > 0.98
+    bits = model.log_likelihood(egg.MeanOps(params), tokens) * model.bits_per_unit
+    twin_bits = twin.log_likelihood(egg.MeanOps(scaled), tokens) * twin.bits_per_unit
+    np.testing.assert_allclose(twin_bits / 39, bits / 39, atol=0.15)
+
+
+def test_the_float_twins_log_probabilities_are_the_exact_log_softmax():
+    rng = np.random.default_rng(4)
+    logits = rng.uniform(-127 / 32, 127 / 32, size=(3, 5, 256)).astype(np.float32)
+    targets = rng.integers(0, 256, size=(3, 5))
+    from eggroll_np.egg_model import _FloatArithmetic
+
+    bits = 2 * logits.astype(np.float64)
+    exact = np.take_along_axis(bits, targets[..., None], -1)[..., 0] - np.log2(np.exp2(bits).sum(axis=-1))
+    # float32: exp and log2 of terms ≤ 2^16 each carry ~1e-7 relative error; 1e-5 bit covers their sum
+    np.testing.assert_allclose(_FloatArithmetic(np).log2_probabilities(logits, targets), exact, atol=1e-5)
+
+
+def test_the_float_twins_population_forward_equals_each_members_own_forward():
+    twin = EGG(1, 16, dtype="float32")
+    es = egg.EGGROLL(population_size=6, sigma=0.03, seed=2)
+    pop = es.ask(es.init(twin.init(np, seed=1)))
+    tokens = np.random.default_rng(1).integers(0, 256, size=(6, 12))
+    logits = twin.apply(pop, tokens, shared=False)
+    assert logits.shape == (6, 12, 256) and logits.dtype == np.float32
+    for i in range(6):
+        # one member's weights formed in float32 vs the low-rank correction: a few ulp of values ≤ 127/32
+        np.testing.assert_allclose(twin.apply(egg.MeanOps(pop.member(i)), tokens[i]), logits[i], atol=2e-5)
+    assert not np.allclose(logits[0], logits[1])
+
+
+def test_generate_samples_the_float_twin_on_every_backend(backend):
+    twin = EGG(1, 16, dtype="float32")
+    params = twin.init(np, seed=6)
+    sample = twin.generate(params, b"The ", 16, seed=1)
+    assert len(sample) == 16 and twin.generate(params, b"The ", 16, seed=2) != sample
+    assert twin.generate(twin.init(backend.xp, seed=6, device=backend.device), b"The ", 16, seed=1) == sample
+
+
+def test_the_float_twin_runs_on_every_backend(backend):
+    twin = EGG(1, 16, dtype="float32")
+    tokens = np.random.default_rng(3).integers(0, 256, size=(2, 10))
+    reference = twin.log_likelihood(egg.MeanOps(twin.init(np, seed=2)), tokens)
+    params = twin.init(backend.xp, seed=2, device=backend.device)
+    sequences = backend.xp.asarray(tokens, dtype=backend.xp.int32, device=backend.device)
+    got = twin.log_likelihood(egg.MeanOps(params), sequences)
+    np.testing.assert_allclose(np_of(got), reference, rtol=1e-5)  # float32 sums in another order

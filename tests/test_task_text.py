@@ -10,6 +10,7 @@ import eggroll_np as egg
 from eggroll_np import text
 from eggroll_np.cli import main
 from eggroll_np.egg_model import LOGIT_UNIT
+from eggroll_np.tasks import text as tasks_text
 from eggroll_np.tasks.text import TextTask
 from eggroll_np.training import run_config, train
 
@@ -69,3 +70,38 @@ def test_a_tiny_configuration_lowers_held_out_bits_per_byte_beyond_the_noise_of_
     drop = per_window(task.init_params(config["seed"])) - per_window(final)  # paired over the 64 windows
     standard_error = drop.std(ddof=1) / np.sqrt(drop.size)
     assert drop.mean() > 3 * standard_error, (drop.mean(), standard_error)
+
+
+def test_every_evaluation_shows_a_sample_and_the_plot_draws_only_numbers(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert main([*TINY, "--eval-every", "2", "--generations", "4", "--out", str(run_dir)]) == 0
+    samples = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  sample: ")]
+    assert len(samples) == 2
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in records if "test_bits_per_byte" in r]
+    assert [r["generation"] for r in evaluated] == [0, 2, 4]
+    _, held_out = text.split(text.default_corpus())
+    prompt = repr(held_out[: tasks_text.PROMPT_BYTES])[2:-1]
+    for record in evaluated:
+        assert record["sample"].startswith(prompt) and len(record["sample"]) >= len(prompt) + tasks_text.SAMPLE_BYTES
+    assert samples[-1] == f"  sample: {evaluated[-1]['sample']}"
+    assert (run_dir / "curves.png").stat().st_size > 0
+
+
+def test_model_float_trains_the_float_twin_with_adam(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main([*TINY, *QUIET, "--model", "float", "--generations", "3", "--out", str(run_dir)]) == 0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["model"], config["optimizer"], config["shaping"]) == ("float", "adam", "centered_rank")
+    state = egg.load(run_dir / "checkpoint.npz")
+    assert all(value.dtype == np.float32 for value in state.params.values())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 < summary["test_bits_per_byte"] < 16  # in bits, not in EGG's 1/16-bit units
+
+
+def test_bad_model_and_dtype_are_refused_in_one_line(tmp_path, capsys):
+    for flags, message in [(["--model", "int4"], "model='int4'"), (["--dtype", "float64"], "--dtype float64")]:
+        assert main([*TINY, *QUIET, *flags, "--generations", "1", "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+        assert not (tmp_path / "r").exists()

@@ -8,11 +8,13 @@ A task is a class with
   sigma, optimizer, learning_rate, generations, eval_every, ...: config keys, EGGROLL's keyword names for
   the strategy's settings), overridable from the command line;
 - `options`: its own `Option`s (command-line flags with defaults);
+- optionally `defaults_for(settings) -> dict`: the defaults for these option values and settings, where they
+  depend on an option (the text task's float twin trains with Adam);
 - optionally `derived(config) -> dict`: facts about its data a run's config records when it is built (the
   text task's corpus digest), so that a resumed run can check them;
 - `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
 - `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`
-  of Python floats (the one place a run reads values back from the device).
+  of Python floats, or strings reported as text (the one place a run reads values back from the device).
 fitness must be a pure function of (params, generation, config): minibatches and environment seeds come
 from (seed, generation), so a resumed run repeats an uninterrupted one bit for bit.
 """

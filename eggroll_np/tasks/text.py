@@ -1,12 +1,14 @@
-"""A byte-level language model pretrained by integer EGGROLL: the int8 model EGG (`egg_model`) on a corpus every
-machine has (CPython's English help text, `text.default_corpus`) or the user's own file (--text FILE).
+"""A byte-level language model pretrained by EGGROLL: the int8 model EGG (`egg_model`) by integer EGGROLL, or
+with --model float its float32 twin by float EGGROLL and Adam, on a corpus every machine has (CPython's
+English help text, `text.default_corpus`) or the user's own file (--text FILE).
 
 Every generation draws `sequences` windows of sequence_length + 1 bytes from the training split, from (seed,
 generation); the members of antithetic pair k read window k mod `sequences`, so each window is shared by a
-group of pairs. Fitness of a member: Σ log₂ p(next byte) over its window in units of 1/16 bit, an integer
-(`EGG.log_likelihood`). The evaluation scores the mean parameters on evenly spaced windows of the held-out
-split (the corpus's last 10 %) in bits per byte, beside the unigram and bigram baselines fitted on the
-training split (`text.baselines`), which the summary and the plot carry as constant lines.
+group of pairs. Fitness of a member: Σ log₂ p(next byte) over its window (`EGG.log_likelihood`: for EGG in
+units of 1/16 bit, an integer). The evaluation scores the mean parameters on evenly spaced windows of the
+held-out split (the corpus's last 10 %) in bits per byte, beside the unigram and bigram baselines fitted on
+the training split (`text.baselines`), which the summary and the plot carry as constant lines, and shows a
+sample: `SAMPLE_BYTES` bytes the mean parameters generate after the held-out split's first `PROMPT_BYTES`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ import numpy as np
 
 from .. import text
 from .._array_api import to_numpy
-from .._checks import integer
-from ..egg_model import EGG, LOGIT_UNIT
+from .._checks import choice, integer
+from ..egg_model import EGG
 from ..ops import MeanOps
 from . import Option
 
-__all__ = ["TextTask"]
+__all__ = ["MODELS", "PROMPT_BYTES", "SAMPLE_BYTES", "TextTask"]
 
 _EVALUATION_WINDOWS = 64
+PROMPT_BYTES, SAMPLE_BYTES = 16, 48
+MODELS = {"egg": "int8", "float": "float32"}  # --model → EGG's dtype
+# The float twin's settings where they differ from EGG's: Gaussian factors, σ the int8 perturbation's size
+# relative to the weights (σ·8/16 = 1/32), rank shaping and Adam.
+_FLOAT_DEFAULTS = dict(sigma=0.03, shaping="centered_rank", optimizer="adam", learning_rate=0.01)
 
 
 def _corpus(config: dict) -> tuple[bytes, str]:
@@ -51,11 +58,17 @@ class TextTask:
     )
     options = (
         Option("text", str, "", "a corpus file (any bytes); default: CPython's English help text"),
+        Option("model", str, "egg", "egg (int8, integer EGGROLL) or float (its float32 twin, Adam)"),
         Option("layers", int, 1, "EGG layers L"),
         Option("width", int, 64, "EGG width D"),
         Option("sequence_length", int, 100, "bytes each member predicts per generation"),
         Option("sequences", int, 16, "windows per generation, shared by groups of antithetic pairs"),
     )
+
+    @classmethod
+    def defaults_for(cls, settings: dict) -> dict:
+        """EGG's defaults, or the float twin's with --model float."""
+        return {**cls.defaults, **(_FLOAT_DEFAULTS if settings.get("model") == "float" else {})}
 
     @staticmethod
     def derived(config: dict) -> dict:
@@ -66,7 +79,10 @@ class TextTask:
         self.xp, self.device = xp, device
         self.length = integer("sequence_length", config["sequence_length"], 1)
         self.sequences = integer("sequences", config["sequences"], 1)
-        self.model = EGG(integer("layers", config["layers"], 1), integer("width", config["width"], 1))
+        model = MODELS[choice("model", config["model"], MODELS)]
+        if config["dtype"] != "float32":
+            raise ValueError(f"the text task trains in int8 or float32 (--model); --dtype {config['dtype']} has no use")
+        self.model = EGG(integer("layers", config["layers"], 1), integer("width", config["width"], 1), dtype=model)
         data, name = _corpus(config)
         text.check_corpus(data, sequence_length=self.length, name=name)
         if config.get("text_sha256") not in (None, text.sha256(data)):
@@ -79,12 +95,13 @@ class TextTask:
         self.baselines = text.baselines(self.train, self.test)
         held_out = text.evaluation_windows(self.test, length=self.length, count=_EVALUATION_WINDOWS)
         self.held_out = xp.asarray(held_out, dtype=xp.int32, device=device)
+        self.prompt = self.test[:PROMPT_BYTES]
 
     def init_params(self, seed: int) -> dict:
         return self.model.init(self.xp, seed=seed, device=self.device)
 
     def fitness(self, pop, generation: int):
-        """Σ log₂ p over each member's window, in 1/16 bits: pair k reads window k mod `sequences`."""
+        """Σ log₂ p over each member's window (EGG: in 1/16 bits): pair k reads window k mod `sequences`."""
         batch = text.windows(
             self.train, seed=self.seed, generation=generation, count=self.sequences, length=self.length
         )
@@ -94,8 +111,10 @@ class TextTask:
 
     def evaluate(self, params) -> dict:
         total = to_numpy(self.model.log_likelihood(MeanOps(params), self.held_out)).astype(np.float64).sum()
+        sample = self.model.generate(params, self.prompt, SAMPLE_BYTES)
         return {
-            "test_bits_per_byte": -total / (LOGIT_UNIT * self.held_out.shape[0] * self.length),
+            "test_bits_per_byte": -total * self.model.bits_per_unit / (self.held_out.shape[0] * self.length),
             "unigram_bits_per_byte": self.baselines.unigram_bits_per_byte,
             "bigram_bits_per_byte": self.baselines.bigram_bits_per_byte,
+            "sample": repr(self.prompt + sample)[2:-1],  # printable ASCII, escapes for the rest
         }
