@@ -308,10 +308,10 @@ def test_ray_replica_restarted_where_it_cannot_be_placed_is_an_error_within_star
 def test_ray_times_out_replaces_the_hung_replicas_and_the_next_call_gives_the_local_result(tmp_path):
     es, state = make_strategy()
     fitness = HangsOnce(tmp_path, 1, (0, 8))
-    with RayEvaluator(es, fitness, workers=4, cpus_per_worker=0.5, timeout=2) as evaluator:
+    with RayEvaluator(es, fitness, workers=4, cpus_per_worker=0.5, timeout=6) as evaluator:
         state = run(evaluator, state, 1)
         error = times_out(evaluator, state, 20)
-        assert str(error).startswith("generation 1: members [0, 4), [8, 12) were still being evaluated after timeout=2")
+        assert str(error).startswith("generation 1: members [0, 4), [8, 12) were still being evaluated after timeout=6")
         assert "their 2 Ray replicas were killed and replaced" in str(error)
         hung = pids(tmp_path, "hung")
         assert len(hung) == 2 and wait_until(lambda: not [pid for pid in hung if running(pid)], 20)

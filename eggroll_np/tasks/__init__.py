@@ -39,6 +39,9 @@ class Option(NamedTuple):
 TASKS = {
     "digits": ("eggroll_np.tasks.digits", "DigitsTask"),
     "cartpole": ("eggroll_np.tasks.cartpole", "CartPoleTask"),
+    "pendulum": ("eggroll_np.tasks.control", "PendulumTask"),
+    "acrobot": ("eggroll_np.tasks.control", "AcrobotTask"),
+    "mountaincar": ("eggroll_np.tasks.control", "MountainCarTask"),
     "rosenbrock": ("eggroll_np.tasks.functions", "RosenbrockTask"),
     "text": ("eggroll_np.tasks.text", "TextTask"),
 }

@@ -1,0 +1,123 @@
+"""Classic-control tasks on the package's own array-API environments (`eggroll_np.envs`): an MLP policy evolved
+by EGGROLL, one environment per member, the whole rollout on the backend (`envs.rollout`).
+
+Policy: y = MLP(obs / scale) with `--layers` hidden layers of `--hidden` tanh units (scale: a fixed per-task
+constant that brings the observations to about [−1, 1]); a discrete action is argmax y, a continuous one
+low + (high − low)(tanh y + 1)/2. The output weights start at zero, so the mean policy starts neutral (the
+first action, or the middle of the action box) and each member's first choices come from its perturbation.
+
+Fitness of member j: the return of its own episode, from the initial state the counter generator gives
+(seed, generation, j) (`envs.EpisodeKey`), so a member's episode does not depend on which slice of the
+population evaluates it, and fitness is a pure function of (params, generation, config). Rewards count until
+the first termination or truncation at `--max-steps` (the env's TimeLimit by default).
+
+Evaluation: the mean parameters on `--eval-episodes` episodes (20) from EpisodeKey(0, 2⁶⁴ − 1, ...), an
+episode index no training generation reaches, so every evaluation of every run faces the same initial states.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .. import envs
+from .._array_api import device, to_numpy
+from .._checks import integer
+from ..envs.rollout import continuous_policy, discrete_policy, rollout
+from ..models import MLP
+from ..ops import MeanOps
+from . import Option
+
+__all__ = ["AcrobotTask", "ControlTask", "MountainCarTask", "PendulumTask", "control_options"]
+
+EVALUATION_KEY = (0, 2**64 - 1)  # (seed, episode) of every evaluation
+
+
+def control_options(env_class, hidden: int, layers: int) -> tuple[Option, ...]:
+    """The options every control task shares, with its own defaults."""
+    return (
+        Option("hidden", int, hidden, "hidden units per layer of the policy MLP"),
+        Option("layers", int, layers, "hidden layers of the policy MLP"),
+        Option("eval_episodes", int, 20, "episodes of each evaluation of the mean params"),
+        Option("max_steps", int, env_class.max_steps, "steps after which an episode is truncated"),
+    )
+
+
+class _ScaledPolicy:
+    """The MLP applied to obs / scale."""
+
+    def __init__(self, model, scale):
+        self.model, self.scale = model, scale
+
+    def apply(self, ops, observations, *, shared: bool = True):
+        xp = ops.xp
+        scale = xp.asarray(self.scale, dtype=observations.dtype, device=device(observations))
+        return self.model.apply(ops, observations / scale, shared=shared)
+
+
+class ControlTask:
+    """An MLP policy on one `eggroll_np.envs` environment (module docstring). Subclasses set `env_class`,
+    `observation_scale`, `summary`, `metric_goal`, `defaults` and `options`."""
+
+    env_class: ClassVar[type]
+    observation_scale: ClassVar[tuple[float, ...]]
+    metric = "mean_return"
+
+    def __init__(self, config: dict, xp, device, dtype):
+        hidden, layers = integer("hidden", config["hidden"], 1), integer("layers", config["layers"], 1)
+        self.episodes = integer("eval_episodes", config["eval_episodes"], 1)
+        self.steps = integer("max_steps", config["max_steps"], 1)
+        self.xp, self.device, self.dtype, self.seed = xp, device, dtype, config["seed"]
+        self.env = self.env_class(xp, dtype=dtype, device=device)
+        discrete = isinstance(self.env, envs.DiscreteEnv)
+        outputs = self.env.n_actions if discrete else self.env.action_size
+        self.model = MLP((self.env.observation_size, *[hidden] * layers, outputs), activation="tanh")
+        scaled = _ScaledPolicy(self.model, self.observation_scale)
+        if discrete:
+            self.policy = discrete_policy(scaled)
+        else:
+            self.policy = continuous_policy(scaled, self.env.action_low, self.env.action_high)
+
+    def init_params(self, seed: int) -> dict:
+        """The MLP's init (LeCun normal, biases 0) with the output weights at zero (module docstring)."""
+        params = self.model.init(self.xp, dtype=self.dtype, device=self.device, seed=seed)
+        output = f"{self.model.name}.{len(self.model.sizes) - 2}.w"
+        return {**params, output: self.xp.zeros_like(params[output])}
+
+    def _returns(self, ops, key: envs.EpisodeKey):
+        return rollout(self.env, self.policy, ops, key, steps=self.steps, check_actions=False).returns
+
+    def fitness(self, pop, generation: int):
+        """Rᵢ of every member: its own episode from EpisodeKey(seed, generation, its index)."""
+        members = range(pop.offset, pop.offset + len(pop))
+        return self._returns(pop, envs.EpisodeKey(self.seed, generation, members))
+
+    def evaluate(self, params) -> dict:
+        returns = to_numpy(self._returns(MeanOps(params), envs.EpisodeKey(*EVALUATION_KEY, range(self.episodes))))
+        return {"mean_return": float(returns.mean()), "min_return": float(returns.min())}
+
+
+class PendulumTask(ControlTask):
+    env_class = envs.Pendulum
+    observation_scale = (1.0, 1.0, 8.0)
+    summary = "MLP policy on Pendulum-v1 (array-API env), one environment per member (goal: return ≥ −200)"
+    metric_goal = -200.0
+    defaults: ClassVar[dict] = dict(population_size=256, sigma=0.1, learning_rate=0.05, generations=300, eval_every=20)
+    options = control_options(envs.Pendulum, hidden=32, layers=2)
+
+
+class AcrobotTask(ControlTask):
+    env_class = envs.Acrobot
+    observation_scale = (1.0, 1.0, 1.0, 1.0, 12.6, 28.3)
+    summary = "MLP policy on Acrobot-v1 (array-API env), one environment per member (goal: return ≥ −100)"
+    metric_goal = -100.0
+    defaults: ClassVar[dict] = dict(population_size=256, sigma=0.3, learning_rate=0.05, generations=100, eval_every=10)
+    options = control_options(envs.Acrobot, hidden=32, layers=1)
+
+
+class MountainCarTask(ControlTask):
+    env_class = envs.MountainCarContinuous
+    observation_scale = (1.2, 0.07)
+    summary = "MLP policy on MountainCarContinuous-v0 (array-API env), one env per member (goal: return ≥ 90)"
+    metric_goal = 90.0
+    defaults: ClassVar[dict] = dict(population_size=256, sigma=0.5, learning_rate=0.05, generations=100, eval_every=10)
+    options = control_options(envs.MountainCarContinuous, hidden=16, layers=1)
