@@ -126,7 +126,7 @@ def test_invalid_discrete_actions_are_an_error_unless_unchecked():
     key = envs.EpisodeKey(0, 0, range(4))
     with pytest.raises(ValueError, match=r"integers in \[0, 2\)"):
         rollout(env, lambda ops, obs: np.full(obs.shape[0], 2, np.int32), None, key)
-    with pytest.raises(ValueError, match="needs a population of 4"):
+    with pytest.raises(ValueError, match="a rollout of 4 members needs a population of 4; got 6"):
         es = egg.EGGROLL(population_size=6, sigma=0.1)
         model = MLP((4, 2))
         rollout(env, discrete_policy(model), es.ask(es.init(model.init(np))), key)

@@ -100,11 +100,13 @@ def test_evaluate_reports_the_mean_and_min_return_over_the_eval_episodes():
     assert task.evaluate(state.params) == metrics
 
 
-def test_a_population_of_another_size_is_refused():
-    task, _, _ = _setup(population_size=16)
+def test_the_gymnasium_path_refuses_a_population_of_another_size_and_the_native_one_takes_any():
+    task, _, _ = _setup(population_size=16, env="gymnasium")
     _, es, state = _setup(population_size=8)
     with pytest.raises(ValueError, match="population_size=16; got 8"):
         task.fitness(es.ask(state), 0)
+    native, _, _ = _setup(population_size=16)
+    assert native.fitness(es.ask(state), 0).shape == (8,)
 
 
 def test_a_short_training_run_writes_metrics_and_resumes_exactly(tmp_path):

@@ -2,6 +2,7 @@
 returning every member's return as one array.
 
     returns = rollout(env, policy, pop, EpisodeKey(seed, generation, range(N))).returns      # (N,)
+    returns = rollout(env, policy, pop, initial_states).returns                              # (N, k) states
     returns = rollout(env, policy, MeanOps(params), EpisodeKey(seed, 0, range(20))).returns  # 20 episodes of θ
 
 policy(ops, observations) → actions is written once against the model ops: observations (N, observation_size)
@@ -75,17 +76,18 @@ def rollout(
     env: Env,
     policy: Callable,
     ops,
-    key: EpisodeKey,
+    start,
     *,
     steps: int | None = None,
     check_actions: bool = True,
     exit_check_every: int | None = 50,
     record: bool = False,
 ) -> Rollout:
-    """Roll out len(key.members) members of `env` from `env.initial(key)` for up to `steps` steps (module
-    docstring). ops: a Population of that many members or MeanOps; policy(ops, observations) → actions as the
-    env takes them. check_actions=False skips the env's per-step host read of discrete action values, for
-    actions valid by construction (an argmax); exit_check_every=None never reads back inside the loop."""
+    """Roll out N members of `env` for up to `steps` steps (module docstring) from `start`: an EpisodeKey (the
+    states `env.initial(start)`, N = len(start.members)) or an (N, state_size) array of initial states. ops: a
+    Population of N members or MeanOps; policy(ops, observations) → actions as the env takes them.
+    check_actions=False skips the env's per-step host read of discrete action values, for actions valid by
+    construction (an argmax); exit_check_every=None never reads back inside the loop."""
     if not isinstance(env, Env):
         raise TypeError(f"env must be an eggroll_np.envs environment, for example envs.CartPole(xp); got {env!r}")
     policy = function("policy", policy)
@@ -94,12 +96,10 @@ def rollout(
     if exit_check_every is not None:
         exit_check_every = integer("exit_check_every", exit_check_every, 1)
     xp = env.xp
-    state = env.initial(key)
-    n = state.shape[0]
+    state = env.initial(start) if isinstance(start, EpisodeKey) else start
+    n = env._members(state)
     if hasattr(ops, "layout") and len(ops) != n:
-        raise ValueError(
-            f"rollout of {n} members (key.members={key.members}) needs a population of {n}; got {len(ops)}"
-        )
+        raise ValueError(f"a rollout of {n} members needs a population of {n}; got {len(ops)}")
     returns = xp.zeros((n,), dtype=env.dtype, device=env.device)
     lengths = xp.zeros((n,), dtype=xp.int32, device=env.device)
     alive = xp.ones((n,), dtype=xp.bool, device=env.device)

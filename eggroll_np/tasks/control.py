@@ -6,9 +6,11 @@ constant that brings the observations to about [−1, 1]); a discrete action is 
 low + (high − low)(tanh y + 1)/2. The output weights start at zero, so the mean policy starts neutral (the
 first action, or the middle of the action box) and each member's first choices come from its perturbation.
 
-Fitness of member j: the return of its own episode, from the initial state the counter generator gives
-(seed, generation, j) (`envs.EpisodeKey`), so a member's episode does not depend on which slice of the
-population evaluates it, and fitness is a pure function of (params, generation, config). Rewards count until
+Fitness of member i: the return of its own episode, from the initial state the counter generator gives
+(seed, generation, k(i)) (`envs.EpisodeKey`), k(i) the member's direction: the two members of an antithetic
+pair start from the same state (common random numbers: their fitness difference measures their perturbation,
+not their luck of the draw), and a member's episode does not depend on which slice of the population
+evaluates it, so fitness is a pure function of (params, generation, config). Rewards count until
 the first termination or truncation at `--max-steps` (the env's TimeLimit by default).
 
 Evaluation: the mean parameters on `--eval-episodes` episodes (20) from EpisodeKey(0, 2⁶⁴ − 1, ...), an
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .. import envs
-from .._array_api import device, to_numpy
+from .._array_api import device, is_cupy_namespace, is_jax_namespace, to_numpy
 from .._checks import integer
 from ..envs.rollout import continuous_policy, discrete_policy, rollout
 from ..models import MLP
@@ -30,6 +32,7 @@ from . import Option
 __all__ = ["AcrobotTask", "ControlTask", "MountainCarTask", "PendulumTask", "control_options"]
 
 EVALUATION_KEY = (0, 2**64 - 1)  # (seed, episode) of every evaluation
+DEVICE_EXIT_CHECK = 25  # steps between the rollout's checks for its end on CuPy and JAX
 
 
 def control_options(env_class, hidden: int, layers: int) -> tuple[Option, ...]:
@@ -83,13 +86,22 @@ class ControlTask:
         output = f"{self.model.name}.{len(self.model.sizes) - 2}.w"
         return {**params, output: self.xp.zeros_like(params[output])}
 
-    def _returns(self, ops, key: envs.EpisodeKey):
-        return rollout(self.env, self.policy, ops, key, steps=self.steps, check_actions=False).returns
+    def _returns(self, ops, start):
+        """The rollout's returns; it stops once every member has ended, checked every step on the host and
+        every `DEVICE_EXIT_CHECK` steps on a device, where each check is a read back."""
+        every = DEVICE_EXIT_CHECK if is_cupy_namespace(self.xp) or is_jax_namespace(self.xp) else 1
+        result = rollout(
+            self.env, self.policy, ops, start, steps=self.steps, check_actions=False, exit_check_every=every
+        )
+        return result.returns
 
     def fitness(self, pop, generation: int):
-        """Rᵢ of every member: its own episode from EpisodeKey(seed, generation, its index)."""
-        members = range(pop.offset, pop.offset + len(pop))
-        return self._returns(pop, envs.EpisodeKey(self.seed, generation, members))
+        """Rᵢ of every member: its own episode from the initial state of EpisodeKey(seed, generation, k(i))."""
+        directions = [pop.direction(i) for i in range(len(pop))]
+        first = directions[0]
+        states = self.env.initial(envs.EpisodeKey(self.seed, generation, range(first, directions[-1] + 1)))
+        rows = self.xp.asarray([k - first for k in directions], dtype=self.xp.int32, device=self.device)
+        return self._returns(pop, self.xp.take(states, rows, axis=0))
 
     def evaluate(self, params) -> dict:
         returns = to_numpy(self._returns(MeanOps(params), envs.EpisodeKey(*EVALUATION_KEY, range(self.episodes))))
@@ -110,7 +122,7 @@ class AcrobotTask(ControlTask):
     observation_scale = (1.0, 1.0, 1.0, 1.0, 12.6, 28.3)
     summary = "MLP policy on Acrobot-v1 (array-API env), one environment per member (goal: return ≥ −100)"
     metric_goal = -100.0
-    defaults: ClassVar[dict] = dict(population_size=256, sigma=0.3, learning_rate=0.05, generations=100, eval_every=10)
+    defaults: ClassVar[dict] = dict(population_size=256, sigma=0.5, learning_rate=0.1, generations=100, eval_every=10)
     options = control_options(envs.Acrobot, hidden=32, layers=1)
 
 
