@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +28,9 @@ import eggroll_np as egg
 from eggroll_np.egg_model import EGG
 from eggroll_np.tasks.text import TextTask
 from eggroll_np.training import make_strategy, run_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table
 
 
 def _time(call) -> float:
@@ -86,15 +91,6 @@ def scaling(populations, generations: int, layers: int, width: int, length: int)
     return rows
 
 
-def _table(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
@@ -109,10 +105,10 @@ def main(argv=None) -> dict:
         args.width, args.length, args.repeats, args.generations, args.populations = 16, 16, 2, 3, [8, 32]
     forward = throughput(args.populations, args.layers, args.width, args.length, args.repeats)
     print(f"EGG {args.layers}L-{args.width}D, {args.length} bytes per member: forward throughput")
-    print(_table(forward))
+    print(markdown_table(forward))
     curve = scaling(args.populations, args.generations, args.layers, args.width, args.length)
     print(f"held-out bits/byte after {args.generations} updates on the same data")
-    print(_table(curve))
+    print(markdown_table(curve))
     return {"throughput": forward, "scaling": curve}
 
 

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from eggroll_np import envs
 from eggroll_np.tasks.cartpole import CartPoleTask
 from eggroll_np.training import make_strategy, run_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table
 
 
 def _time(call) -> float:
@@ -116,14 +121,6 @@ def generations(members: int, repeats: int) -> list[dict]:
     return rows
 
 
-def _table(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
@@ -135,10 +132,10 @@ def main(argv=None) -> dict:
         args.members, args.steps, args.repeats = 64, 20, 2
     stepping = env_steps(args.members, args.steps, args.repeats)
     print(f"CartPole, N = {args.members}, {args.steps} steps, NumPy: member-steps per second")
-    print(_table(stepping))
+    print(markdown_table(stepping))
     whole = generations(args.members, args.repeats)
     print(f"one cartpole-task generation, N = {args.members}")
-    print(_table(whole))
+    print(markdown_table(whole))
     return {"env_steps": stepping, "generations": whole}
 
 

@@ -61,6 +61,14 @@ def test_egg_benchmark_runs_in_quick_mode(capsys):
     assert "forward throughput" in capsys.readouterr().out
 
 
+def test_envs_benchmark_runs_in_quick_mode(capsys):
+    result = _run_script(ROOT / "bench" / "envs.py", ["--quick"])
+    assert [row["env"] for row in result["env_steps"]][-1] == "Gymnasium CartPoleVectorEnv"
+    assert all(row["member-steps/s"] > 0 for row in result["env_steps"])
+    assert [row["path"] for row in result["generations"]] == ["native", "gymnasium"]
+    assert "member-steps per second" in capsys.readouterr().out
+
+
 def test_distributed_benchmark_runs_in_quick_mode_and_checks_its_results():
     # A process of its own: the pool's spawned workers import the script's fitness function by name.
     script = ROOT / "bench" / "distributed.py"
