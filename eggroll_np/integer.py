@@ -89,6 +89,9 @@ def exact_matmul(xp, a, b, bound: int):
     (`bound` bounds Σ|aᵢⱼ bⱼₖ| over a row), an int32 product otherwise (refused past int32)."""
     if bound >= _INT32_LIMIT:
         raise ValueError(f"an integer product of bound {bound} would overflow int32; use smaller fan-ins")
+    if a.ndim > 2 and b.ndim == 2:  # one 2-D product: a stack of small ones is several times slower on BLAS
+        rows = xp.reshape(a, (-1, a.shape[-1]))
+        return xp.reshape(exact_matmul(xp, rows, b, bound), (*a.shape[:-1], b.shape[-1]))
     if bound < _FLOAT32_EXACT:
         return xp.astype(xp.astype(a, xp.float32) @ xp.astype(b, xp.float32), xp.int32)
     return xp.astype(a, xp.int32) @ xp.astype(b, xp.int32)
@@ -113,6 +116,14 @@ def mean_linear(xp, weight, x, name: str):
     return xp.reshape(_saturate(xp, base, divisor(n)), (*x.shape[:-1], m))
 
 
+def _outer(xp, projection, a_t):
+    """projection @ a_t for int32 (D, rows, r) and (D, r, m): a broadcast product where r = 1 (integer
+    matrix products have no BLAS kernel and are several times slower)."""
+    if projection.shape[-1] == 1:
+        return projection * a_t
+    return projection @ a_t
+
+
 def population_linear(pop, x, plan, weight, noise, per_member: bool, middle: tuple):
     """yᵢ = clip(⌊(2^σ̂ xᵢ Wᵀ + sᵢ (xᵢ Bₖ) Aₖᵀ) / (2^σ̂ d(n))⌋, −127, 127) for every member: (N, *middle, m)."""
     xp, layout = pop.xp, pop.layout
@@ -134,15 +145,15 @@ def population_linear(pop, x, plan, weight, noise, per_member: bool, middle: tup
     if per_member:
         grouped = xp.reshape(x, (layout.directions, layout.per_direction * rows, n))
         base = exact_matmul(xp, grouped, weight_t, base_bound)
-        correction = exact_matmul(xp, grouped, noise.B, projection_bound) @ a_t  # (D, P·rows, m)
-        if layout.per_direction == 2:
+        projection = exact_matmul(xp, grouped, noise.B, projection_bound)  # (D, P·rows, r)
+        if layout.per_direction == 2:  # sᵢ on the small projection, not on the (D, P·rows, m) correction
             plus = xp.ones((rows,), dtype=xp.int32, device=device(x))
-            correction = correction * xp.reshape(xp.concat([plus, -plus]), (1, 2 * rows, 1))
-        z = base * (2**shift) + correction
+            projection = projection * xp.reshape(xp.concat([plus, -plus]), (1, 2 * rows, 1))
+        z = base * (2**shift) + _outer(xp, projection, a_t)
     else:
         flat = xp.reshape(x, (rows, n))
         base = exact_matmul(xp, flat, weight_t, base_bound) * (2**shift)  # (rows, m)
-        correction = exact_matmul(xp, flat, noise.B, projection_bound) @ a_t  # (D, rows, m)
+        correction = _outer(xp, exact_matmul(xp, flat, noise.B, projection_bound), a_t)  # (D, rows, m)
         z = base + correction if layout.per_direction == 1 else xp.stack([base + correction, base - correction], axis=1)
     y = _saturate(xp, z, divisor(n) << shift)
     return xp.reshape(y, (layout.size, *middle, m))
@@ -160,13 +171,14 @@ def population_rows(pop, noise, value, ids, per_member: bool):
     base = xp.astype(xp.take(value, ids, axis=0), xp.int32) * (2**shift)
     if per_member:
         grouped = xp.reshape(ids, (layout.directions, layout.per_direction * count))
-        correction = xp.astype(_gather(xp, noise.A, grouped, True), xp.int32) @ b_t  # (D, P·count, d)
+        rows = xp.astype(_gather(xp, noise.A, grouped, True), xp.int32)  # (D, P·count, r)
         if layout.per_direction == 2:
             plus = xp.ones((count,), dtype=xp.int32, device=device(value))
-            correction = correction * xp.reshape(xp.concat([plus, -plus]), (1, 2 * count, 1))
+            rows = rows * xp.reshape(xp.concat([plus, -plus]), (1, 2 * count, 1))
+        correction = _outer(xp, rows, b_t)  # (D, P·count, d)
         z = xp.reshape(base, correction.shape) + correction
     else:
-        correction = xp.astype(_gather(xp, noise.A, ids, False), xp.int32) @ b_t  # (D, count, d)
+        correction = _outer(xp, xp.astype(_gather(xp, noise.A, ids, False), xp.int32), b_t)  # (D, count, d)
         z = base + correction if layout.per_direction == 1 else xp.stack([base + correction, base - correction], axis=1)
     return xp.reshape(_saturate(xp, z, 2**shift), (layout.size, count, value.shape[1]))
 
