@@ -89,9 +89,12 @@ def test_gpu_check_runs_on_the_cpu_path_and_writes_its_table(tmp_path, monkeypat
         "## paper benchmark",
         "## naive full-rank ES",
         "## digits task",
+        "## EGG 1L-16D population forward, 16 bytes per member",
+        "## EGG text task on the device",
         "## tests: pytest -m gpu",
     ):
         assert section in table, section
     assert "| 0 | - | - |" in table  # uniforms and signs: no element differs
+    assert "DIFFERS" not in table and "| equal |" in table  # EGG's logits equal NumPy's
     assert (tmp_path / "gpu_pytest.log").exists() and (tmp_path / "gpu_check.log").exists()
     assert capsys.readouterr().out.rstrip().endswith(table.rstrip().splitlines()[-1])
