@@ -47,13 +47,13 @@ class TextTask:
     metric = "test_bits_per_byte"
     metric_goal = None
     defaults: ClassVar[dict] = dict(
-        population_size=256,
+        population_size=1024,
         sigma=0.0625,
         shaping="sign",
         optimizer="integer",
         learning_rate=0.5,
         lr_schedule="cosine",
-        generations=1000,
+        generations=900,
         eval_every=50,
     )
     options = (
