@@ -31,7 +31,7 @@ PROMPT_BYTES, SAMPLE_BYTES = 16, 48
 MODELS = {"egg": "int8", "float": "float32"}  # --model → EGG's dtype
 # The float twin's settings where they differ from EGG's: Gaussian factors, σ the int8 perturbation's size
 # relative to the weights (σ·8/16 = 1/32), rank shaping and Adam.
-_FLOAT_DEFAULTS = dict(sigma=0.03, shaping="centered_rank", optimizer="adam", learning_rate=0.01)
+_FLOAT_DEFAULTS = dict(sigma=0.03, shaping="centered_rank", optimizer="adam", learning_rate=0.03)
 
 
 def _corpus(config: dict) -> tuple[bytes, str]:
