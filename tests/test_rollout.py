@@ -126,7 +126,7 @@ def test_invalid_discrete_actions_are_an_error_unless_unchecked():
     key = envs.EpisodeKey(0, 0, range(4))
     with pytest.raises(ValueError, match=r"integers in \[0, 2\)"):
         rollout(env, lambda ops, obs: np.full(obs.shape[0], 2, np.int32), None, key)
-    with pytest.raises(ValueError, match="a rollout of 4 members needs a population of 4; got 6"):
+    with pytest.raises(ValueError, match="a rollout of 4 states, 1 per member, needs a population of 4; got 6"):
         es = egg.EGGROLL(population_size=6, sigma=0.1)
         model = MLP((4, 2))
         rollout(env, discrete_policy(model), es.ask(es.init(model.init(np))), key)
@@ -144,3 +144,24 @@ def test_continuous_policy_maps_the_outputs_onto_the_action_box():
     obs = np.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
     actions = continuous_policy(model, -2.0, 2.0)(egg.MeanOps(params), obs)
     np.testing.assert_allclose(actions[:, 0], [2.0, -2.0, 0.0], atol=1e-6)
+
+
+def test_several_episodes_per_member_equal_one_rollout_per_member_and_row():
+    """episodes=E: member j's policy acts on rows jE … jE + E − 1; each row's return is what a rollout of that
+    member alone from that row's state gives."""
+    model = MLP((3, 8, 1), activation="tanh")
+    es = egg.EGGROLL(population_size=4, sigma=0.5, seed=3)
+    pop = es.ask(es.init(model.init(np, seed=0)))
+    env = envs.Pendulum(np)
+    states = env.initial(envs.EpisodeKey(0, 1, range(12)))
+    policy = continuous_policy(model, -2.0, 2.0)
+    together = rollout(env, policy, pop, states, steps=30, episodes=3).returns
+    assert together.shape == (12,)
+    for j in range(4):
+        member = egg.MeanOps(pop.member(j))
+        alone = rollout(env, policy, member, states[3 * j : 3 * j + 3], steps=30).returns
+        np.testing.assert_allclose(together[3 * j : 3 * j + 3], alone, rtol=1e-4)  # W + σab formed vs low rank
+    with pytest.raises(ValueError, match="6 states, 3 per member, needs a population of 2; got 4"):
+        rollout(env, policy, pop, states[:6], episodes=3)
+    with pytest.raises(ValueError, match="cannot hold episodes=5"):
+        rollout(env, policy, pop, states, episodes=5)

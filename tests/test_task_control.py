@@ -83,3 +83,16 @@ def test_a_short_run_reports_mean_return_over_the_eval_episodes(tmp_path):
     assert summary["metric"] == "mean_return" and summary["metric_goal"] == 90.0
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert summary["mean_return"] == records[-1]["mean_return"] and summary["min_return"] <= summary["mean_return"]
+
+
+def test_a_members_fitness_is_the_mean_return_of_its_episodes():
+    task, es, state = _setup("pendulum", episodes=3, max_steps=40)
+    pop = es.ask(state)
+    fitness = np_of(task.fitness(pop, 2))
+    one, _, _ = _setup("pendulum", episodes=1, max_steps=40)
+    assert fitness.shape == (16,)
+    assert not np.allclose(fitness, np_of(one.fitness(pop, 2)))  # other episodes, averaged
+    # Member i's three episodes start from rows 3k(i) … 3k(i) + 2 of the generation's draw.
+    states = task.env.initial(envs.EpisodeKey(task.seed, 2, range(3 * 8)))
+    returns = np_of(task._returns(pop, np.take(states, [3 * (i // 2) + e for i in range(16) for e in range(3)], 0), 3))
+    np.testing.assert_allclose(fitness, returns.reshape(16, 3).mean(axis=1), rtol=1e-6)

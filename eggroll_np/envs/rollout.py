@@ -82,12 +82,17 @@ def rollout(
     check_actions: bool = True,
     exit_check_every: int | None = 50,
     record: bool = False,
+    episodes: int = 1,
 ) -> Rollout:
     """Roll out N members of `env` for up to `steps` steps (module docstring) from `start`: an EpisodeKey (the
     states `env.initial(start)`, N = len(start.members)) or an (N, state_size) array of initial states. ops: a
     Population of N members or MeanOps; policy(ops, observations) → actions as the env takes them.
     check_actions=False skips the env's per-step host read of discrete action values, for actions valid by
-    construction (an argmax); exit_check_every=None never reads back inside the loop."""
+    construction (an argmax); exit_check_every=None never reads back inside the loop.
+
+    episodes E > 1 runs E episodes of each member at once: the N·E rows of the states are member j's in rows
+    jE … jE + E − 1, the policy sees observations (N, E, observation_size) (per member, as `shared=False`
+    expects) and returns actions (N, E, ...), and the returns are per row, (N·E,)."""
     if not isinstance(env, Env):
         raise TypeError(f"env must be an eggroll_np.envs environment, for example envs.CartPole(xp); got {env!r}")
     policy = function("policy", policy)
@@ -98,8 +103,21 @@ def rollout(
     xp = env.xp
     state = env.initial(start) if isinstance(start, EpisodeKey) else start
     n = env._members(state)
-    if hasattr(ops, "layout") and len(ops) != n:
-        raise ValueError(f"a rollout of {n} members needs a population of {n}; got {len(ops)}")
+    episodes = integer("episodes", episodes, 1)
+    if n % episodes:
+        raise ValueError(f"{n} initial states cannot hold episodes={episodes} per member: pass N·episodes states")
+    if hasattr(ops, "layout") and len(ops) * episodes != n:
+        raise ValueError(
+            f"a rollout of {n} states, {episodes} per member, needs a population of {n // episodes}; got {len(ops)}"
+        )
+    if episodes > 1:
+        act = policy
+
+        def policy(ops, observation):
+            grouped = xp.reshape(observation, (n // episodes, episodes, observation.shape[-1]))
+            actions = act(ops, grouped)
+            return xp.reshape(actions, (n, *actions.shape[2:]))
+
     returns = xp.zeros((n,), dtype=env.dtype, device=env.device)
     lengths = xp.zeros((n,), dtype=xp.int32, device=env.device)
     alive = xp.ones((n,), dtype=xp.bool, device=env.device)
