@@ -7,13 +7,13 @@ returning every member's return as one array.
 
 policy(ops, observations) → actions is written once against the model ops: observations (N, observation_size)
 hold one row per member (or per episode for MeanOps), so a model applies them with `shared=False`, which
-MeanOps accepts and ignores. `discrete_policy(model)` and `continuous_policy(model)` wrap a model's outputs
-into actions.
+MeanOps accepts and ignores. `discrete_policy(model)` and `continuous_policy(model, low, high)` wrap a model's
+outputs into actions; `episodes=E` runs E episodes of every member at once.
 
 Member i collects rewards until its first termination (rᵢ,ₜ counts while aliveᵢ,ₜ; aliveᵢ,ₜ₊₁ = aliveᵢ,ₜ ∧
 ¬terminal(sᵢ,ₜ₊₁)) or truncation after T steps (`steps`, by default the env's `max_steps`, Gymnasium's
-TimeLimit), so Rᵢ = Σₜ aliveᵢ,ₜ rᵢ,ₜ. A member that has ended keeps its last state (stepping it on would only
-drift towards overflow), so every step works on O(N · state_size) memory; only `record=True` keeps the
+TimeLimit), so Rᵢ = Σₜ aliveᵢ,ₜ rᵢ,ₜ. A member that has ended keeps its last state before the end (stepping it
+on would only drift towards overflow), so every step works on O(N · state_size) memory; only `record=True` keeps the
 (T, N, observation_size) observations. Nothing is read back to the host inside the loop except
 `check_actions` (one read per step: the env checks discrete actions are in range) and the early exit every
 `exit_check_every` steps (one read: stop once every member has ended); both are the caller's choice.
