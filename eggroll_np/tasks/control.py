@@ -101,12 +101,12 @@ class ControlTask:
     def fitness(self, pop, generation: int):
         """Rᵢ of every member: the mean return of its E = `--episodes` episodes, from the initial states
         E·k(i) … E·k(i) + E − 1 of EpisodeKey(seed, generation, ...), shared by the pair's two members."""
-        xp, per_member = self.xp, self.per_member
-        directions = [pop.direction(i) for i in range(len(pop))]
-        first = directions[0]
-        key = envs.EpisodeKey(self.seed, generation, range(per_member * first, per_member * (directions[-1] + 1)))
-        rows = [per_member * (k - first) + e for k in directions for e in range(per_member)]
-        states = xp.take(self.env.initial(key), xp.asarray(rows, dtype=xp.int32, device=self.device), axis=0)
+        xp, per_member, n = self.xp, self.per_member, len(pop)
+        first, last = pop.direction(0), pop.direction(n - 1)
+        key = envs.EpisodeKey(self.seed, generation, range(per_member * first, per_member * (last + 1)))
+        row = xp.arange(n * per_member, dtype=xp.int32, device=self.device)  # member row // E, episode row % E
+        direction = (pop.offset + row // per_member) // pop.layout.per_direction
+        states = xp.take(self.env.initial(key), per_member * (direction - first) + row % per_member, axis=0)
         returns = self._returns(pop, states, per_member)
         return xp.mean(xp.reshape(returns, (len(pop), per_member)), axis=1)
 
