@@ -73,6 +73,15 @@ def wait_until(condition, seconds: float) -> bool:
     return True
 
 
+def is_dead(ray, actor) -> bool:
+    """Whether a call on the actor fails as on a dead one (a call sent before ray.kill lands still answers)."""
+    try:
+        ray.get(actor.ready.remote(), timeout=30)
+    except ray.exceptions.RayActorError:
+        return True
+    return False
+
+
 def reference(generations: int) -> dict:
     es, state = make_strategy()
     return run(LocalEvaluator(es, quadratic_slice), state, generations).params
@@ -293,8 +302,7 @@ def test_ray_replica_restarted_where_it_cannot_be_placed_is_an_error_within_star
         evaluator._new_actor = lambda: unplaceable.remote(evaluator.es, evaluator.fitness)
         ray, dead = evaluator._ray, evaluator._actors[0]
         ray.kill(dead)
-        with pytest.raises(ray.exceptions.RayActorError):  # ray.kill is asynchronous: be sure it has landed
-            ray.get(dead.ready.remote(), timeout=30)
+        assert wait_until(lambda: is_dead(ray, dead), 30)  # ray.kill is asynchronous: be sure it has landed
         began = time.monotonic()
         with pytest.raises(RuntimeError, match=r"only 0 of 1 Ray replicas started within 2 s; each asks for"):
             evaluator.step(state)
