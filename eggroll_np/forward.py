@@ -93,7 +93,7 @@ def linear_portable(pop, name: str, x, *, shared: bool = True):
     """`linear` in array-API operations only."""
     checked = _linear_layout(pop, name, x, shared)
     if checked[0].kind == INT8:
-        return integer.population_linear(pop, x, *checked)
+        return integer.population_linear(pop, x, *checked, portable=True)
     return _linear_portable(pop, x, *checked)
 
 

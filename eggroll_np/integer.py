@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from ._array_api import device
+from ._array_api import device, is_numpy_namespace
 
 __all__ = [
     "FACTOR_BOUND",
@@ -107,11 +107,17 @@ def _saturate(xp, z, scale: int):
     return xp.astype(xp.clip(z // scale, -INT8_MAX, INT8_MAX), xp.int8)
 
 
-def mean_linear(xp, weight, x, name: str):
-    """clip(⌊x Wᵀ / d(n)⌋, −127, 127) for int8 W (m, n) and int8 x (..., n) → int8 (..., m)."""
+def mean_linear(xp, weight, x, name: str, *, portable: bool = False):
+    """clip(⌊x Wᵀ / d(n)⌋, −127, 127) for int8 W (m, n) and int8 x (..., n) → int8 (..., m); on NumPy the
+    blocked float32 path of `_integer_numpy` where it is exact, unless `portable`."""
     _check_input(xp, x, name)
     m, n = weight.shape
     flat = xp.reshape(x, (-1, n))
+    if not portable and is_numpy_namespace(xp):
+        from . import _integer_numpy
+
+        if _integer_numpy.applies(n):
+            return xp.reshape(_integer_numpy.mean_linear_numpy(weight, flat), (*x.shape[:-1], m))
     base = exact_matmul(xp, flat, xp.matrix_transpose(weight), n * INT8_MAX * INT8_MAX)
     return xp.reshape(_saturate(xp, base, divisor(n)), (*x.shape[:-1], m))
 
@@ -124,8 +130,9 @@ def _outer(xp, projection, a_t):
     return projection @ a_t
 
 
-def population_linear(pop, x, plan, weight, noise, per_member: bool, middle: tuple):
-    """yᵢ = clip(⌊(2^σ̂ xᵢ Wᵀ + sᵢ (xᵢ Bₖ) Aₖᵀ) / (2^σ̂ d(n))⌋, −127, 127) for every member: (N, *middle, m)."""
+def population_linear(pop, x, plan, weight, noise, per_member: bool, middle: tuple, *, portable: bool = False):
+    """yᵢ = clip(⌊(2^σ̂ xᵢ Wᵀ + sᵢ (xᵢ Bₖ) Aₖᵀ) / (2^σ̂ d(n))⌋, −127, 127) for every member: (N, *middle, m);
+    on NumPy the blocked float32 path of `_integer_numpy` where it is exact, unless `portable`."""
     xp, layout = pop.xp, pop.layout
     _check_input(xp, x, plan.name)
     m, n = weight.shape
@@ -140,6 +147,14 @@ def population_linear(pop, x, plan, weight, noise, per_member: bool, middle: tup
             "smaller fan-in, rank or σ̂"
         )
     rows = math.prod(middle)
+    if not portable and is_numpy_namespace(xp):
+        from . import _integer_numpy
+
+        if _integer_numpy.applies(n, shift, rank):
+            flat = _integer_numpy.population_linear_numpy(
+                x, weight, noise, layout.per_direction, shift, per_member, rows
+            )
+            return xp.reshape(flat, (layout.size, *middle, m))
     weight_t = xp.matrix_transpose(weight)
     a_t = xp.astype(xp.matrix_transpose(noise.A), xp.int32)  # (D, r, m)
     if per_member:

@@ -104,6 +104,21 @@ def test_bad_settings_are_refused():
     assert math.isclose(EGG(1, 8).parameter_count, 512 * 8 + 12 * 64)
 
 
+@pytest.mark.parametrize(
+    ("sequences", "error", "message"),
+    [
+        (np.array([[1, 2, 256]]), ValueError, r"must be bytes in \[0, 256\); some are outside"),
+        (np.array([[1, -1, 3]]), ValueError, r"must be bytes in \[0, 256\); some are outside"),
+        (np.zeros((2, 1), np.int32), ValueError, r"need at least 2 bytes along the last axis; got shape \(2, 1\)"),
+        (np.array([[1.0, 2.0]]), TypeError, "must be integer bytes"),
+    ],
+)
+def test_sequences_that_are_not_bytes_are_refused(sequences, error, message):
+    model = EGG(1, 8)
+    with pytest.raises(error, match=message):  # a target of 256 would read the next row's logit
+        model.log_likelihood(egg.MeanOps(model.init(np)), sequences)
+
+
 def test_generate_is_a_pure_function_of_its_arguments_and_equal_on_every_backend(backend):
     model = EGG(1, 16)
     params = model.init(np, seed=6)
