@@ -30,6 +30,7 @@ __all__ = [
     "array_namespace",
     "as_namespace_array",
     "backend_namespace",
+    "detached",
     "device",
     "dtype_name",
     "has_dtype",
@@ -112,6 +113,14 @@ def namespace_and_device(arrays: dict[str, Array]):
         groups = "; ".join(f"{dev}: {', '.join(map(repr, group))}" for dev, group in devices.items())
         raise ValueError(f"params live on more than one device ({groups}); move them to one device")
     return xp, device(arrays[names[0]])
+
+
+def detached(x):
+    """`x` cut from PyTorch's autograd graph where it is a tensor that requires grad (ES needs no graph, and
+    one would hold every generation's activations); any other array as it is."""
+    if is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
 
 
 def to_numpy(x) -> np.ndarray:
@@ -201,6 +210,11 @@ def _jax_backend():
     return xp, jax.devices()[0]
 
 
+def _torch_backend():
+    xp, torch = _modules("torch", "PyTorch: pip install torch", "array_api_compat.torch", "torch")
+    return xp, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def _array_api_strict_backend():
     (xp,) = _modules("array_api_strict", "array-api-strict: pip install array-api-strict", "array_api_strict")
     return xp, xp.__array_namespace_info__().default_device()
@@ -211,12 +225,13 @@ BACKENDS = {
     "cupy": _cupy_backend,
     "jax": _jax_backend,
     "array_api_strict": _array_api_strict_backend,
+    "torch": _torch_backend,
 }
 
 
 def backend_namespace(name: str):
     """(xp, device) of a backend named in `BACKENDS`: NumPy on the CPU, CuPy on the current GPU, JAX's
-    default device, array-api-strict's default device."""
+    default device, array-api-strict's default device, PyTorch on its GPU where it has one, else the CPU."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     return BACKENDS[name]()

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._array_api import array_namespace, dtype_name, has_dtype, is_array_api_obj, is_numpy_namespace, to_numpy
+from ._array_api import array_namespace, detached, dtype_name, has_dtype, is_array_api_obj, is_numpy_namespace, to_numpy
 
 __all__ = ["as_fitness"]
 
@@ -94,7 +94,7 @@ def _check_shape(F, population_size: int) -> None:
 def as_fitness(fitness, xp, dev, population_size: int):
     """Raw fitness (N,) as a real floating array of `xp` on `dev`, by the module's dtype rule."""
     if is_array_api_obj(fitness) and not is_numpy_namespace(xp) and array_namespace(fitness) is xp:
-        F = fitness
+        F = detached(fitness)
         _check_shape(F, population_size)
         if xp.isdtype(F.dtype, "complex floating"):
             raise TypeError("fitness must be real numbers, one per member; got complex numbers")

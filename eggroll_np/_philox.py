@@ -19,7 +19,9 @@ L = 4 for float32 uniforms and normals and for Rademacher signs, L = 2 for float
 
 Wrapping uint32 arithmetic is never needed: the Philox key schedule is computed on Python integers, and the
 32×32→64-bit products use uint64 where the backend has it or an exact 16-bit split where it does not
-(JAX without x64, array-api-strict's `no_x64` device). Both paths are tested to give identical bits.
+(JAX without x64, array-api-strict's `no_x64` device). Both paths are tested to give identical bits. A word
+is a uint32, or on PyTorch (whose uint32 has no +, >> or <<) an int64 holding the same value in [0, 2³²):
+`word_dtype`; the split then masks its one shift that could carry past bit 31.
 
 This module trusts its arguments: `eggroll_np.random` checks them before calling it, and the backend fast
 paths (`_random_numpy`, `_random_cupy`, `_random_jax`) build on it. It imports nothing from either.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._array_api import dtype_name, has_dtype
+from ._array_api import dtype_name, has_dtype, is_torch_namespace
 
 PHILOX_M0 = 0xD2511F53
 PHILOX_M1 = 0xCD9E8D57
@@ -56,6 +58,11 @@ def philox4x32_10_int(counter: tuple[int, int, int, int], key: tuple[int, int]) 
     return x0, x1, x2, x3
 
 
+def word_dtype(xp):
+    """The dtype of a 32-bit word: uint32, or int64 on PyTorch (values in [0, 2³²) either way)."""
+    return xp.int64 if is_torch_namespace(xp) else xp.uint32
+
+
 def _mulhilo_wide(xp, x, multiplier: int, dev):
     """(hi, lo) words of the 64-bit product x·M, through uint64."""
     p = xp.astype(x, xp.uint64) * xp.asarray([multiplier], dtype=xp.uint64, device=dev)
@@ -70,8 +77,8 @@ def _mulhilo_split(xp, x, multiplier: int, dev):
     With x = xₕ·2¹⁶ + xₗ and M = Mₕ·2¹⁶ + Mₗ: mid = (xₗMₗ >> 16) + low16(xₗMₕ) + low16(xₕMₗ) < 3·2¹⁶,
     hi = xₕMₕ + (xₗMₕ >> 16) + (xₕMₗ >> 16) + (mid >> 16), lo = (mid << 16) | low16(xₗMₗ).
     """
-    m_hi = xp.asarray([multiplier >> 16], dtype=xp.uint32, device=dev)
-    m_lo = xp.asarray([multiplier & 0xFFFF], dtype=xp.uint32, device=dev)
+    m_hi = xp.asarray([multiplier >> 16], dtype=x.dtype, device=dev)
+    m_lo = xp.asarray([multiplier & 0xFFFF], dtype=x.dtype, device=dev)
     x_hi = x >> 16
     x_lo = x & 0xFFFF
     ll = x_lo * m_lo
@@ -80,11 +87,11 @@ def _mulhilo_split(xp, x, multiplier: int, dev):
     mid = (ll >> 16) + (lh & 0xFFFF) + (hl & 0xFFFF)
     hi = x_hi * m_hi + (lh >> 16) + (hl >> 16) + (mid >> 16)
     lo = (mid << 16) | (ll & 0xFFFF)
-    return hi, lo
+    return hi, lo if x.dtype == xp.uint32 else lo & _MASK32
 
 
 def _philox_rounds(xp, counter, round_keys, dev, wide: bool):
-    """Ten Philox rounds on uint32 arrays; round_keys is a (10, 2) uint32 array (traceable by a JIT)."""
+    """Ten Philox rounds on word arrays; round_keys is a (10, 2) word array (traceable by a JIT)."""
     mulhilo = _mulhilo_wide if wide else _mulhilo_split
     x0, x1, x2, x3 = counter
     for j in range(_ROUNDS):
@@ -95,16 +102,19 @@ def _philox_rounds(xp, counter, round_keys, dev, wide: bool):
 
 
 def _wide(xp, dev, wide: bool | None) -> bool:
-    return has_dtype(xp, "uint64", dev) if wide is None else wide
+    """The uint64 multiply where asked, or by default where the backend has uint64 arithmetic (not PyTorch)."""
+    if wide is None:
+        return has_dtype(xp, "uint64", dev) and not is_torch_namespace(xp)
+    return wide
 
 
 def philox4x32_10(xp, counter, key: tuple[int, int], dev, *, wide: bool | None = None):
-    """Philox4x32-10 on uint32 arrays: four counter words (broadcastable arrays) → four random words.
+    """Philox4x32-10 on word arrays (`word_dtype`): four counter words (broadcastable arrays) → four words.
 
     `wide` picks the 32×32→64 multiply: True through uint64, False through the 16-bit split; None chooses
     uint64 when `xp` has it on `dev`.
     """
-    round_keys = xp.asarray(key_schedule(*key), dtype=xp.uint32, device=dev)
+    round_keys = xp.asarray(key_schedule(*key), dtype=word_dtype(xp), device=dev)
     return _philox_rounds(xp, counter, round_keys, dev, _wide(xp, dev, wide))
 
 
@@ -138,21 +148,23 @@ def derive_key(seed: int, epoch: int, stream: int) -> StreamKey:
 
 
 def stream_arrays(xp, stream: StreamKey, directions: range, dev):
-    """A draw's integer inputs as uint32 arrays: round keys (10, 2), constant counter words (2,) and the
+    """A draw's integer inputs as word arrays: round keys (10, 2), constant counter words (2,) and the
     first direction (1,); with them, `philox_words` is a pure array function."""
+    word = word_dtype(xp)
     return (
-        xp.asarray(key_schedule(*stream.key), dtype=xp.uint32, device=dev),
-        xp.asarray([stream.stream_id, stream.epoch], dtype=xp.uint32, device=dev),
-        xp.asarray([directions.start], dtype=xp.uint32, device=dev),
+        xp.asarray(key_schedule(*stream.key), dtype=word, device=dev),
+        xp.asarray([stream.stream_id, stream.epoch], dtype=word, device=dev),
+        xp.asarray([directions.start], dtype=word, device=dev),
     )
 
 
 def philox_words(xp, round_keys, constants, start, n_directions: int, n_blocks: int, dev, wide: bool):
     """Philox words of counters (block, start + d, stream id, epoch) for d < n_directions, block < n_blocks,
     from the `stream_arrays` (array operations only, so a JIT can trace it)."""
-    block = xp.reshape(xp.arange(n_blocks, dtype=xp.uint32, device=dev), (1, n_blocks))
-    direction = xp.reshape(xp.arange(n_directions, dtype=xp.uint32, device=dev), (n_directions, 1)) + start
-    zeros = xp.zeros((n_directions, n_blocks), dtype=xp.uint32, device=dev)
+    word = start.dtype
+    block = xp.reshape(xp.arange(n_blocks, dtype=word, device=dev), (1, n_blocks))
+    direction = xp.reshape(xp.arange(n_directions, dtype=word, device=dev), (n_directions, 1)) + start
+    zeros = xp.zeros((n_directions, n_blocks), dtype=word, device=dev)
     counter = (block + zeros, direction + zeros, constants[0:1], constants[1:2])
     return _philox_rounds(xp, counter, round_keys, dev, wide)
 

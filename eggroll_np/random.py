@@ -105,7 +105,7 @@ def draw_portable(xp, kind: str, stream: StreamKey, directions: range, n: int, *
 
 def random_bits(xp, stream: StreamKey, directions: range, n_blocks: int, dev, *, wide: bool | None = None):
     """The four Philox output words of counters (block b, direction d, stream id, epoch) for b < n_blocks and
-    d in `directions`, each a uint32 array of shape (D, n_blocks)."""
+    d in `directions`, each a word array (`_philox.word_dtype`: uint32, int64 on PyTorch) of shape (D, n_blocks)."""
     _check_directions(directions)
     n_blocks = integer("n_blocks", n_blocks, minimum=0)
     return _philox.random_bits(xp, stream, directions, n_blocks, dev, wide=wide)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import _checks
-from ._array_api import namespace_and_device, sum_of_squares
+from ._array_api import detached, namespace_and_device, sum_of_squares
 from ._fitness import as_fitness
 from .gradient import es_gradient
 from .integer import sigma_shift
@@ -133,8 +133,10 @@ class EGGROLL:
 
     def init(self, params: Mapping) -> EggrollState:
         """The state at generation 0: params θ (a dict name → array, one namespace and device, float32 or
-        float64 leaves in native byte order) and the optimizer's initial state for every non-frozen leaf."""
+        float64 leaves in native byte order) and the optimizer's initial state for every non-frozen leaf.
+        PyTorch tensors that require grad are detached: the state's leaves never build an autograd graph."""
         check_leaves(params)
+        params = {name: detached(value) for name, value in params.items()}
         names = trainable(self._plans(params))
         if not names:
             raise ValueError("every leaf is frozen, so there is nothing to evolve; leave at least one leaf unfrozen")

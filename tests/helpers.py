@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import warnings
 from typing import Any, NamedTuple
@@ -62,7 +63,7 @@ def _make_backend(name: str) -> Backend:
     return Backend(name, *backend_namespace({"strict": "array_api_strict"}.get(name, name)))
 
 
-BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax"]
+BACKEND_NAMES = ["numpy", "strict", "strict_no_x64", "jax", *(["torch"] if importlib.util.find_spec("torch") else [])]
 CUPY = pytest.param("cupy", marks=pytest.mark.gpu)
 ALL_BACKENDS = [*BACKEND_NAMES, CUPY]
 _CACHE: dict[str, Backend] = {}

@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import get_backend, np_of
+from helpers import BACKEND_NAMES, get_backend, np_of
 
 import eggroll_np as egg
 from eggroll_np import checkpoint
@@ -99,7 +99,7 @@ def test_0d_leaves_and_their_optimizer_state_keep_their_shape(tmp_path, optimize
     assert float(loaded.params["scale"]) == float(state.params["scale"])
 
 
-@pytest.mark.parametrize("name", ["numpy", "strict", "strict_no_x64", "jax"])
+@pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_a_checkpoint_loads_onto_another_backend(tmp_path, name):
     backend = get_backend(name)
     state = _state(egg.optim.adam(0.1))

@@ -86,7 +86,7 @@ def test_plot_command_redraws_the_curves(tmp_path, capsys):
         (["train", "--lr", "-1"], "argument --lr: learning_rate=-1.0 must be a finite number ≥ 0"),
         (["train", "--seed", "-1"], "argument --seed: seed=-1 must be an integer ≥ 0"),
         (["train", "--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
-        (["train", "--backend", "torch"], "argument --backend: invalid choice: 'torch'"),
+        (["train", "--backend", "mlx"], "argument --backend: invalid choice: 'mlx'"),
         (["train", "pong"], "argument task: invalid choice: 'pong'"),
         (["train", "--population", "7"], "population_size=7 must be even"),
         (["train", "--shaping", "group_zscore", "--group-size", "5"], "group_size of at least 2 that divides"),

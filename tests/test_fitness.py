@@ -5,14 +5,14 @@ import array_api_strict
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import get_backend, np_of
+from helpers import BACKEND_NAMES, get_backend, np_of
 
 from eggroll_np._fitness import as_fitness
 
 NO_X64 = array_api_strict.Device("no_x64")
 
 
-@pytest.mark.parametrize("name", ["numpy", "strict", "strict_no_x64", "jax"])
+@pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_integer_fitness_keeps_every_distinct_value_the_widest_float_can_hold(name):
     backend = get_backend(name)
     values = [2**24 + 2, 2**24, -3, 7]  # all exact in float32 and float64

@@ -3,7 +3,7 @@ MeanOps, `member(i)` and the Population."""
 
 import numpy as np
 import pytest
-from helpers import get_backend, make_population, member_magnitudes, np_of
+from helpers import BACKEND_NAMES, get_backend, make_population, member_magnitudes, np_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,7 +45,7 @@ def _bound(mags, x, steps: int, u: float, rank: int):
     return 2 * e
 
 
-@pytest.mark.parametrize("name", ["numpy", "strict", "strict_no_x64", "jax"])
+@pytest.mark.parametrize("name", BACKEND_NAMES)
 @given(
     batch=st.sampled_from([1, POPULATION - 2, POPULATION, POPULATION + 2]),
     steps=st.integers(0, 3),

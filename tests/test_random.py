@@ -29,7 +29,7 @@ words32 = st.integers(0, 2**32 - 1)
 
 def _philox_on(backend, counter, key, wide):
     xp = backend.xp
-    words = [xp.asarray([c], dtype=xp.uint32, device=backend.device) for c in counter]
+    words = [xp.asarray([c], dtype=_philox.word_dtype(xp), device=backend.device) for c in counter]
     return tuple(int(np_of(w)[0]) for w in random.philox4x32_10(xp, words, key, backend.device, wide=wide))
 
 

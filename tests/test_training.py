@@ -52,7 +52,7 @@ def test_config_keys_are_eggrolls_keyword_names():
         ({"population_size": 8.0}, TypeError, "population_size=8.0 must be an integer"),
         ({"optimizer": "rmsprop"}, ValueError, "optimizer='rmsprop' must be one of 'adam', 'adamw', 'sgd'"),
         ({"lr_schedule": "warmup"}, ValueError, "lr_schedule='warmup' must be one of 'constant', 'cosine'"),
-        ({"backend": "torch"}, ValueError, "unknown backend 'torch'; choose one of numpy, cupy, jax"),
+        ({"backend": "mlx"}, ValueError, "unknown backend 'mlx'; choose one of numpy, cupy, jax"),
         ({"dtype": "int8"}, ValueError, "dtype='int8' must be one of 'float32', 'float64'"),
         ({"dim": 1}, ValueError, "dim=1 must be an integer ≥ 2"),
         ({"dim": 2.5}, TypeError, "dim=2.5 must be an integer ≥ 2, not a float"),
