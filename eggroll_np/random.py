@@ -112,8 +112,9 @@ def random_bits(xp, stream: StreamKey, directions: range, n_blocks: int, dev, *,
 
 
 def stream_arrays(xp, stream: StreamKey, directions: range, dev):
-    """A draw's integer inputs as uint32 arrays: round keys (10, 2), constant counter words (2,) and the
-    first direction (1,), so that the rest of a draw is a pure array function (traceable by a JIT)."""
+    """A draw's integer inputs as word arrays (`_philox.word_dtype`): round keys (10, 2), constant counter
+    words (2,) and the first direction (1,), so that the rest of a draw is a pure array function (traceable
+    by a JIT)."""
     _check_directions(directions)
     return _philox.stream_arrays(xp, stream, directions, dev)
 
