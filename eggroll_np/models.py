@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import _checks, random
-from ._array_api import array_namespace, device, is_floating_dtype, prod
+from ._array_api import array_namespace, device, is_floating_dtype, is_numpy_namespace, prod
 
 __all__ = [
     "ACTIVATIONS",
@@ -175,9 +177,17 @@ class MLP:
         h = x
         for l in range(layers):
             h = ops.linear(f"{self.name}.{l}.w", h, bias=f"{self.name}.{l}.b", shared=shared)
-            h = hidden(h) if l < layers - 1 else output(h)
+            h = _activate(ops, hidden if l < layers - 1 else output, h)
             shared = False  # a population's activations are per member from here on; MeanOps ignores it
         return h
+
+
+def _activate(ops, fn, h):
+    """fn(h); on NumPy tanh and relu write into h where it is the fresh output of the package's own ops
+    (`owns_outputs`: MeanOps, Population), not of a user's ops that might hand out a cached array."""
+    if getattr(ops, "owns_outputs", False) and is_numpy_namespace(ops.xp) and h.flags.writeable and fn in (tanh, relu):
+        return np.tanh(h, out=h) if fn is tanh else np.maximum(h, 0, out=h)
+    return fn(h)
 
 
 _GATES = ("r", "z", "n")

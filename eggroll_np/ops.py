@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
+
 from . import _checks, integer
-from ._array_api import index_dtype, namespace_and_device
+from ._array_api import index_dtype, is_numpy_namespace, namespace_and_device
 
 __all__ = ["MeanOps", "add_bias", "vector_like"]
 
@@ -60,8 +62,21 @@ def add_bias(ops, y, bias):
     return y + ops.vector(bias, like=y)
 
 
+def add_bias_into(ops, y, bias):
+    """`add_bias` for a y the caller has just made and holds alone: on NumPy the sum is written into y (one
+    pass fewer over the activations) where it has y's shape and dtype."""
+    if bias is None or not is_numpy_namespace(ops.xp) or not y.flags.writeable:
+        return add_bias(ops, y, bias)
+    b = ops.vector(bias, like=y) if isinstance(bias, str) else bias
+    if np.result_type(y, b) != y.dtype or np.broadcast_shapes(y.shape, np.shape(b)) != y.shape:
+        return y + b
+    return np.add(y, b, out=y)
+
+
 class MeanOps:
     """The model ops on plain parameters θ (a mapping name → array, one namespace and device)."""
+
+    owns_outputs = True  # linear returns arrays no one else holds (models may write into them)
 
     def __init__(self, params: Mapping):
         if not isinstance(params, Mapping):
@@ -95,7 +110,9 @@ class MeanOps:
             if bias is not None:
                 raise ValueError(f"linear({name!r}) of an int8 leaf takes no bias")
             return integer.mean_linear(xp, weight, x, name)
-        return add_bias(self, x @ xp.matrix_transpose(weight), bias)
+        rows = xp.reshape(x, (-1, weight.shape[1]))  # one 2-D GEMM: a stack of small ones is slower on BLAS
+        y = xp.reshape(rows @ xp.matrix_transpose(weight), (*x.shape[:-1], weight.shape[0]))
+        return add_bias_into(self, y, bias)
 
     def vector(self, name: str, like=None):
         """θ[name] (with `like`, checked to broadcast against the activation `like` (..., *shape))."""

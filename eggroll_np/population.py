@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from . import forward
 from ._array_api import is_jax_namespace
 from .leaves import LeafPlan
-from .ops import add_bias, vector_like
+from .ops import add_bias_into, vector_like
 
 __all__ = ["Layout", "Population", "Settings"]
 
@@ -81,6 +81,7 @@ class Population:
     noise: Mapping[str, Any]
     params: Mapping[str, Any]
     xp: Any
+    owns_outputs = True  # linear returns arrays no one else holds (models may write into them)
 
     def __post_init__(self):
         for field in ("plans", "noise", "params"):
@@ -146,7 +147,7 @@ class Population:
 
         x: (..., n), one input shared by all members, or with shared=False (N, ..., n), one per member.
         bias: a leaf name (perturbed per member), an array (shared) or None. Returns (N, ..., m)."""
-        return add_bias(self, forward.linear(self, name, x, shared=shared), bias)
+        return add_bias_into(self, forward.linear(self, name, x, shared=shared), bias)
 
     def vector(self, name: str, like=None):
         """θ + σ sᵢ ε_{k(i)} of a full-rank (or frozen) leaf for every member: (N, *shape), or with `like`

@@ -596,3 +596,33 @@ def test_an_mlp_evolved_with_eggroll_learns_a_teacher_networks_classes():
     final = accuracy(state.params)
     assert initial < 0.4, initial
     assert final >= 0.7, final
+
+
+class CachingOps:
+    """A user's ops that hands out the same cached array for every call: nothing may write into it."""
+
+    xp = np
+
+    def __init__(self, value):
+        self.value = value
+
+    def linear(self, name, x, bias=None, *, shared=True):
+        return self.value
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_in_place_activations_never_write_into_arrays_others_hold(act):
+    model = MLP((3, 4, 2), activation=act)
+    params = model.init(np, seed=1)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    expected = ACTIVATIONS[act](x @ params["layers.0.w"].T + params["layers.0.b"]) @ params["layers.1.w"].T
+    np.testing.assert_allclose(model.apply(egg.MeanOps(params), x), expected + params["layers.1.b"], rtol=1e-6)
+    cached = np.full((5, 4), -2.0, np.float32)
+    model.apply(CachingOps(cached), x)
+    assert np.all(cached == -2.0)  # a user's ops' array is untouched
+    frozen = egg.EGGROLL(population_size=4, sigma=0.1, policy={"layers.0.w": "frozen", "layers.0.b": "frozen"})
+    pop = frozen.ask(frozen.init(params))
+    before = {name: value.copy() for name, value in params.items()}
+    out = model.apply(pop, x, shared=True)  # the frozen first layer's output is a read-only broadcast
+    assert out.shape == (4, 5, 2) and all(np.array_equal(params[k], v) for k, v in before.items())
+    np.testing.assert_allclose(out[0], model.apply(egg.MeanOps(pop.member(0)), x), rtol=1e-5)

@@ -1,0 +1,127 @@
+"""A whole generation against plain batched inference of the same model and rows, per backend, side by side.
+
+generation: `pop = es.ask(state)`, the population forward, the fitness, `state = es.tell(state, pop, F)`;
+plain:      the same model on MeanOps(params) over the same number of rows (N members × b inputs), the
+            inference a user would run anyway; ratio = plain time / generation time (1.0: the ES costs nothing
+            beyond inference).
+
+Cases (float32, antithetic, rank 1, Adam):
+  digits: the digits MLP 64-256-256-10 (tanh), N = 512 members on one shared batch of 128 inputs; fitness
+          the mean log-softmax of the labels; plain: the MLP on N × 128 rows.
+  wide:   one d × d layer, d = 1024, N = 2048 members with b = 1 input each (per member); fitness the mean
+          output; plain: the layer on N rows.
+
+Backends: numpy, and torch and jax (eager) where importable. Each sample times one call; the two are
+interleaved over --repeats and the medians compared. The digits ratio goal is ≥ 0.95 on NumPy.
+
+    .venv/bin/python bench/generation.py                 # both cases, every importable backend
+    .venv/bin/python bench/generation.py --quick         # small sizes, a few seconds (the tests run this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import eggroll_np as egg
+from eggroll_np._array_api import backend_namespace
+from eggroll_np.models import MLP
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import markdown_table
+
+
+def _log_softmax(xp, z):
+    shifted = z - xp.max(z, axis=-1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10)):
+    """(generation, plain) callables of the digits case; the state advances every generation."""
+    model = MLP(sizes)
+    rng = np.random.default_rng(0)
+    x = xp.asarray(rng.standard_normal((batch, sizes[0])), dtype=xp.float32, device=dev)
+    onehot = xp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], dtype=xp.float32, device=dev)
+    rows = xp.asarray(rng.standard_normal((n, batch, sizes[0])), dtype=xp.float32, device=dev)
+    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01))
+    state = [es.init(model.init(xp, device=dev))]
+
+    def generation():
+        pop = es.ask(state[0])
+        fitness = xp.mean(xp.sum(_log_softmax(xp, model.apply(pop, x, shared=True)) * onehot, axis=-1), axis=-1)
+        state[0], _ = es.tell(state[0], pop, fitness)
+
+    def plain():
+        return model.apply(egg.MeanOps(state[0].params), rows)
+
+    return generation, plain
+
+
+def wide_case(xp, dev, n: int, d: int):
+    rng = np.random.default_rng(1)
+    x = xp.asarray(rng.standard_normal((n, 1, d)), dtype=xp.float32, device=dev)
+    weight = xp.asarray(rng.standard_normal((d, d)) / np.sqrt(d), dtype=xp.float32, device=dev)
+    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01))
+    state = [es.init({"w": weight})]
+
+    def generation():
+        pop = es.ask(state[0])
+        state[0], _ = es.tell(state[0], pop, xp.mean(pop.linear("w", x, shared=False), axis=(1, 2)))
+
+    def plain():
+        return egg.MeanOps(state[0].params).linear("w", xp.reshape(x, (n, d)))
+
+    return generation, plain
+
+
+def _sync(xp, result) -> None:
+    """Wait for asynchronous backends (JAX) so the time covers the work."""
+    if result is not None and hasattr(result, "block_until_ready"):
+        result.block_until_ready()
+
+
+def measure(generation, plain, xp, repeats: int) -> dict:
+    generation(), _sync(xp, plain())  # warm-up: first calls compile (JAX) or allocate
+    times = {"generation": [], "plain": []}
+    for _ in range(repeats):
+        for name, call in (("plain", plain), ("generation", generation)):
+            start = time.perf_counter()
+            _sync(xp, call())
+            times[name].append(time.perf_counter() - start)
+    plain_s, generation_s = statistics.median(times["plain"]), statistics.median(times["generation"])
+    return {"plain ms": 1e3 * plain_s, "generation ms": 1e3 * generation_s, "ratio": plain_s / generation_s}
+
+
+def available_backends() -> list[str]:
+    return ["numpy", *(name for name in ("torch", "jax") if importlib.util.find_spec(name))]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--backends", nargs="+", default=None, help="default: every importable one")
+    args = parser.parse_args(argv)
+    digits = dict(n=32, batch=16) if args.quick else dict(n=512, batch=128)
+    wide = dict(n=64, d=64) if args.quick else dict(n=2048, d=1024)
+    repeats = 2 if args.quick else args.repeats
+    rows = []
+    for backend in args.backends or available_backends():
+        xp, dev = backend_namespace(backend)
+        for case, build, sizes in (("digits", digits_case, digits), ("wide", wide_case, wide)):
+            result = measure(*build(xp, dev, **sizes), xp, repeats)
+            shape = {"N": sizes["n"], "b": sizes.get("batch", 1), "d": sizes.get("d", 64)}
+            rows.append({"backend": backend, "case": case, **shape, **result})
+            print(f"{backend} {case}: ratio {result['ratio']:.3f}", file=sys.stderr, flush=True)
+    print(markdown_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
