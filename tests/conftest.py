@@ -5,6 +5,7 @@
   shapes, no extensions) on its default device.
 - strict_no_x64: the same on the `no_x64` device: no uint64 or float64, so the 16-bit-split Philox path.
 - jax: JAX on the CPU, without x64 (its default).
+- torch: PyTorch on the CPU, where it is importable (`.ci/run` installs torch 2.13.0).
 - cupy: under the `gpu` marker; every test with that marker skips itself where CuPy or a CUDA device is
   missing (`pytest -m gpu` runs them alone).
 """

@@ -1,5 +1,6 @@
 """Documentation code runs as written, and the example and benchmark scripts run."""
 
+import importlib.util
 import re
 import runpy
 import subprocess
@@ -59,6 +60,14 @@ def test_egg_benchmark_runs_in_quick_mode(capsys):
     assert all(row["ratio"] > 0 for row in result["throughput"])
     assert all(0 < row["held-out bits/byte"] < 32 for row in result["scaling"])
     assert "forward throughput" in capsys.readouterr().out
+
+
+def test_generation_benchmark_runs_in_quick_mode_on_every_importable_backend(capsys):
+    rows = _run_script(ROOT / "bench" / "generation.py", ["--quick"])
+    backends = ["numpy", *(name for name in ("torch", "jax") if importlib.util.find_spec(name))]
+    assert [(row["backend"], row["case"]) for row in rows] == [(b, c) for b in backends for c in ("digits", "wide")]
+    assert all(row["plain ms"] > 0 and row["generation ms"] > 0 for row in rows)
+    assert "| backend | case | N | b | d |" in capsys.readouterr().out
 
 
 def test_envs_benchmark_runs_in_quick_mode(capsys):

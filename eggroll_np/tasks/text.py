@@ -47,7 +47,7 @@ class TextTask:
     metric = "test_bits_per_byte"
     metric_goal = None
     defaults: ClassVar[dict] = dict(
-        population_size=1024,
+        population_size=2048,
         sigma=0.0625,
         shaping="sign",
         optimizer="integer",
