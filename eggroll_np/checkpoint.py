@@ -53,6 +53,7 @@ _HEADER = "__checkpoint__.json"
 _DIGEST = "__checkpoint__.sha256"
 _HEADER_FIELDS = ("format", "package_version", "generation", "state", "metadata")
 _STATE_TYPES = {cls.__name__: cls for cls in (EggrollState, *STATE_TYPES)}
+_FOREIGN = " (an optimizer from egg.optim.from_optax keeps optax's own state, which checkpoints do not save)"
 _SCALARS = (bool, int, float, str, type(None))
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _DTYPES = frozenset(
@@ -79,7 +80,9 @@ def _encode(tree, path: str, arrays: dict[str, np.ndarray]) -> Any:
     if _is_namedtuple(tree):
         name = type(tree).__name__
         if _STATE_TYPES.get(name) is not type(tree):
-            raise TypeError(f"cannot checkpoint a {name} at {path}; known state types: {sorted(_STATE_TYPES)}")
+            raise TypeError(
+                f"cannot checkpoint a {name} at {path}; known state types: {sorted(_STATE_TYPES)}{_FOREIGN}"
+            )
         fields = {f: _encode(getattr(tree, f), _field_path(path, f), arrays) for f in tree._fields}
         return {"namedtuple": name, "fields": fields}
     if isinstance(tree, dict):
@@ -89,6 +92,10 @@ def _encode(tree, path: str, arrays: dict[str, np.ndarray]) -> Any:
         return {"dict": {k: _encode(v, f"{path}[{k!r}]", arrays) for k, v in tree.items()}}
     if isinstance(tree, _SCALARS):
         return {"value": tree}
+    if isinstance(tree, tuple | list):
+        raise TypeError(
+            f"cannot checkpoint a {type(tree).__name__} at {path}; known state types: {sorted(_STATE_TYPES)}{_FOREIGN}"
+        )
     host = to_numpy(tree)
     if host.dtype.name not in _DTYPES:
         raise TypeError(f"cannot checkpoint {path}: its dtype {host.dtype} is none of {sorted(_DTYPES)}")

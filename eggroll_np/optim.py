@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from . import _checks
-from ._array_api import array_namespace, is_floating_dtype
+from ._array_api import array_namespace, is_floating_dtype, is_jax_array
 from .schedules import Schedule, constant, value_at
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "adam",
     "adamw",
     "as_optimizer",
+    "from_optax",
     "integer_step",
     "sgd",
 ]
@@ -210,6 +211,44 @@ def integer_step(fraction: float | Schedule = 0.01) -> Optimizer:
     return Optimizer(_integer_init, partial(_integer_update, fraction=fraction))
 
 
+def _check_jax_leaves(params: Params) -> None:
+    for name, p in params.items():
+        if not is_jax_array(p):
+            raise TypeError(
+                f"from_optax runs optax on JAX leaves only; leaf {name!r} is a {type(p).__name__}: make the params "
+                "jax.numpy arrays, or use this package's own optimizers (egg.optim.adam, sgd, adamw)"
+            )
+
+
+def _optax_init(params: Params, *, transformation):
+    _check_jax_leaves(params)
+    return transformation.init(params)
+
+
+def _optax_update(grads: Params, state, generation: int, params=None, *, transformation):
+    descent = {name: -g for name, g in grads.items()}
+    updates, state = transformation.update(descent, state, params)
+    return dict(updates), state
+
+
+def from_optax(transformation) -> Optimizer:
+    """An optax GradientTransformation as an Optimizer (JAX leaves only). This package's steps climb: tell adds
+    the step to θ, and g estimates the ascent direction of the shaped fitness (already turned for
+    minimization). optax transformations descend, so they are given −g and their updates are the step:
+    optax.sgd(η) gives θ + η g and optax.adam(η) the same step as `adam(η)`. The optax state is the run's
+    optimizer state (`state.opt_state`); checkpoints save only this package's own optimizer states."""
+    if isinstance(transformation, Optimizer) or not (
+        callable(getattr(transformation, "init", None)) and callable(getattr(transformation, "update", None))
+    ):
+        raise TypeError(
+            "from_optax needs an optax GradientTransformation (with init and update), "
+            f"got {type(transformation).__name__}"
+        )
+    return Optimizer(
+        partial(_optax_init, transformation=transformation), partial(_optax_update, transformation=transformation)
+    )
+
+
 OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd, "integer": integer_step}
 STATE_TYPES = (SGDState, AdamState, IntegerStepState)
 
@@ -226,5 +265,5 @@ def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:
         f"not a {type(optimizer).__name__}"
     )
     if looks_like_optax:
-        message += "; it looks like an optax GradientTransformation, and optax transformations are not supported yet"
+        message += "; it looks like an optax GradientTransformation: wrap it as egg.optim.from_optax(transformation)"
     raise TypeError(message)
