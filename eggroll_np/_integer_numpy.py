@@ -14,7 +14,7 @@ y = clip(⌊t / d⌋, −127, 127), d = d(n). Every step is exact in float32 whe
   least 2^−σ̂ / d from one, more than half a float32 ulp at 128 (2^−17), since 2^σ̂ d < 2¹⁷.
 
 Where a bound fails (a wider fan-in, a larger σ̂) `applies` says no and the portable int32 path runs.
-tests/test_integer.py compares the two paths and the int64 reference.
+tests/test_integer_numpy.py compares the two paths and an int64 reference.
 """
 
 from __future__ import annotations
