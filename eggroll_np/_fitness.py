@@ -20,7 +20,16 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._array_api import array_namespace, detached, dtype_name, has_dtype, is_array_api_obj, is_numpy_namespace, to_numpy
+from ._array_api import (
+    array_namespace,
+    detached,
+    dtype_name,
+    has_dtype,
+    is_array_api_obj,
+    is_numpy_namespace,
+    is_traced,
+    to_numpy,
+)
 
 __all__ = ["as_fitness"]
 
@@ -102,8 +111,16 @@ def as_fitness(fitness, xp, dev, population_size: int):
             return F
         target = _target(xp, dev, F.dtype)
         floating = xp.isdtype(F.dtype, "real floating")
-        if _may_merge(F.dtype, target, floating) and bool(_merges(xp, F, getattr(xp, target))):
-            raise _merge_error(F, target)
+        if _may_merge(F.dtype, target, floating):
+            if is_traced(F):
+                raise TypeError(
+                    f"{dtype_name(F.dtype)} fitness widened to {target} could merge distinct values, which a traced "
+                    f"(jax.jit, lax.scan) generation cannot check; cast it yourself where its values are below "
+                    f"2^{_MANTISSA_BITS[target]} in magnitude (for EGG's log-likelihood of T bytes, |F| ≤ 398·T), "
+                    f"for example jnp.astype(F, jnp.{target})"
+                )
+            if bool(_merges(xp, F, getattr(xp, target))):
+                raise _merge_error(F, target)
         return xp.astype(F, getattr(xp, target))
     host = _host(fitness)
     _check_shape(host, population_size)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ._array_api import dtype_name, has_dtype, is_torch_namespace
+from ._array_api import array_namespace, dtype_name, has_dtype, is_torch_namespace, is_traced, materialized
 
 PHILOX_M0 = 0xD2511F53
 PHILOX_M1 = 0xCD9E8D57
@@ -97,7 +97,7 @@ def _philox_rounds(xp, counter, round_keys, dev, wide: bool):
     for j in range(_ROUNDS):
         hi0, lo0 = mulhilo(xp, x0, PHILOX_M0, dev)
         hi1, lo1 = mulhilo(xp, x2, PHILOX_M1, dev)
-        x0, x1, x2, x3 = hi1 ^ x1 ^ round_keys[j, 0:1], lo1, hi0 ^ x3 ^ round_keys[j, 1:2], lo0
+        x0, x1, x2, x3 = materialized((hi1 ^ x1 ^ round_keys[j, 0:1], lo1, hi0 ^ x3 ^ round_keys[j, 1:2], lo0))
     return x0, x1, x2, x3
 
 
@@ -136,7 +136,10 @@ def stream_id(name: str) -> int:
 
 def derive_key(seed: int, epoch: int, stream: int) -> StreamKey:
     """Key for (seed, noise epoch, stream id): Philox4x32-10 of (stream, epoch_lo, epoch_hi, domain) under
-    the key (seed_lo, seed_hi), first two words. `seed` and `epoch` are integers in [0, 2⁶⁴)."""
+    the key (seed_lo, seed_hi), first two words. `seed` and `epoch` are integers in [0, 2⁶⁴); `epoch` may be
+    a traced JAX integer (inside jax.jit or lax.scan), and the key is then made of traced words."""
+    if is_traced(epoch):
+        return _derive_traced_key(seed, epoch, stream)
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed={seed} must be an integer in [0, 2**64)")
     if not 0 <= epoch < 2**64:
@@ -147,13 +150,38 @@ def derive_key(seed: int, epoch: int, stream: int) -> StreamKey:
     return StreamKey(key=(words[0], words[1]), stream_id=stream & _MASK32, epoch=epoch & _MASK32)
 
 
+def _derive_traced_key(seed: int, epoch, stream: int) -> StreamKey:
+    """`derive_key` with a traced epoch: the same Philox rounds on JAX uint32 words (the same bits)."""
+    jnp = array_namespace(epoch)
+    epoch = jnp.reshape(epoch, (1,))
+    if jnp.iinfo(epoch.dtype).bits > 32:
+        low, high = jnp.astype(epoch & _MASK32, jnp.uint32), jnp.astype(epoch >> 32, jnp.uint32)
+    else:  # JAX without x64: an int32 epoch, below 2³¹
+        low, high = jnp.astype(epoch, jnp.uint32), jnp.zeros((1,), dtype=jnp.uint32)
+    word = [jnp.asarray([stream & _MASK32], dtype=jnp.uint32), low]
+    counter = (*word, high, jnp.asarray([_KEY_DOMAIN], dtype=jnp.uint32))
+    words = philox4x32_10(jnp, counter, (seed & _MASK32, seed >> 32), None, wide=False)
+    return StreamKey(key=(words[0], words[1]), stream_id=stream & _MASK32, epoch=word[1])
+
+
+def _round_keys(xp, key, dev):
+    """The (10, 2) round keys of `key_schedule`: from Python integers, or from traced uint32 words, in whose
+    arithmetic (JAX's) + and * wrap modulo 2³² as the schedule asks."""
+    if isinstance(key[0], int):
+        return xp.asarray(key_schedule(*key), dtype=word_dtype(xp), device=dev)
+    offsets = xp.asarray([[j * PHILOX_W0 & _MASK32, j * PHILOX_W1 & _MASK32] for j in range(_ROUNDS)], dtype=xp.uint32)
+    return xp.stack([key[0], key[1]], axis=-1) + offsets  # (1, 2) + (10, 2), modulo 2³²
+
+
 def stream_arrays(xp, stream: StreamKey, directions: range, dev):
     """A draw's integer inputs as word arrays: round keys (10, 2), constant counter words (2,) and the
     first direction (1,); with them, `philox_words` is a pure array function."""
     word = word_dtype(xp)
+    stream_id = xp.asarray([stream.stream_id], dtype=word, device=dev)
+    epoch = xp.asarray([stream.epoch], dtype=word, device=dev) if isinstance(stream.epoch, int) else stream.epoch
     return (
-        xp.asarray(key_schedule(*stream.key), dtype=word, device=dev),
-        xp.asarray([stream.stream_id, stream.epoch], dtype=word, device=dev),
+        _round_keys(xp, stream.key, dev),
+        xp.concat([stream_id, epoch]),
         xp.asarray([directions.start], dtype=word, device=dev),
     )
 

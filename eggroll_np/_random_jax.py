@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ._array_api import dtype_name, has_dtype
+from ._array_api import dtype_name, has_dtype, materialized
 from ._philox import StreamKey, elements, lanes_per_block, philox_words, stream_arrays
 
 __all__ = ["draw_jax"]
@@ -42,6 +42,8 @@ def draw_jax(kind: str, stream: StreamKey, directions: range, n: int, *, dtype, 
     import jax.numpy as jnp
 
     arrays = stream_arrays(jnp, stream, directions, dev)
+    arrays = materialized(arrays)  # a traced key (a jitted generation): computed once, not in every word
     n_blocks = -(-n // lanes_per_block(kind, dtype))
     words = _compiled_bits(len(directions), n_blocks, has_dtype(jnp, "uint64", dev))(*arrays)
+    words = materialized(words)  # inside an outer jit the two kernels inline: keep them apart
     return _compiled_lanes(kind, n, dtype_name(dtype))(words)

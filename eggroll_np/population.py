@@ -163,14 +163,14 @@ class Population:
 
 
 def _flatten(pop: Population):
-    children = (dict(pop.params), dict(pop.noise))
-    static = (pop.settings, pop.layout, pop.sigma, pop.generation, pop.epoch, tuple(pop.plans.items()), pop.xp)
+    children = (dict(pop.params), dict(pop.noise), pop.generation, pop.epoch)  # t and e may be traced
+    static = (pop.settings, pop.layout, pop.sigma, tuple(pop.plans.items()), pop.xp)
     return children, static
 
 
 def _unflatten(static, children) -> Population:
-    settings, layout, sigma, generation, epoch, plans, xp = static
-    params, noise = children
+    settings, layout, sigma, plans, xp = static
+    params, noise, generation, epoch = children
     return Population(settings, layout, sigma, generation, epoch, dict(plans), noise, params, xp)
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from functools import partial
 
-from ._array_api import array_namespace, device, searchsorted, to_numpy
+from ._array_api import array_namespace, device, is_traced, searchsorted, to_numpy
 
 __all__ = [
     "GROUP_SHAPINGS",
@@ -137,6 +137,11 @@ def handle_nonfinite(G, nan_policy: str):
     xp = array_namespace(G)
     finite = xp.isfinite(G)
     if nan_policy == "raise":
+        if is_traced(finite):
+            raise ValueError(
+                "nan_policy='raise' reads the fitness back to check it, which a traced (jax.jit, lax.scan) "
+                "generation cannot; pass nan_policy='worst' to the strategy to count non-finite fitness as the worst"
+            )
         if not bool(xp.all(finite)):
             bad = [int(i) for i in (~to_numpy(finite)).nonzero()[0]]
             raise ValueError(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from . import _checks
-from ._array_api import detached, namespace_and_device, sum_of_squares
+from ._array_api import detached, is_traced, namespace_and_device, sum_of_squares
 from ._fitness import as_fitness
 from .gradient import es_gradient
 from .integer import sigma_shift
@@ -207,7 +207,7 @@ class EGGROLL:
                 f"this population holds members [{pop.offset}, {pop.offset + len(pop)}) only; tell needs the fitness "
                 f"of all {self.population_size} members, from a population asked without `members`"
             )
-        if pop.generation != state.generation:
+        if not is_traced(pop.generation) and not is_traced(state.generation) and pop.generation != state.generation:
             raise ValueError(
                 f"this population belongs to generation {pop.generation}, but the state is at generation "
                 f"{state.generation}; ask a new population from this state"

@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SCRIPTS = ["digits_mlp.py", "cartpole.py", "black_box.py", "cupy_gpu.py", "outside_loop.py", "distributed.py"]
+SCRIPTS = [
+    "digits_mlp.py",
+    "cartpole.py",
+    "black_box.py",
+    "cupy_gpu.py",
+    "outside_loop.py",
+    "distributed.py",
+    "jax_scan.py",
+]
 
 
 def load(name: str) -> dict:
@@ -60,6 +68,13 @@ def test_digits_mlp_runs_on_jax(monkeypatch, capsys):
     accuracy = run("digits_mlp.py", [*argv, "--print-every", "3"], monkeypatch)
     assert 0.0 <= accuracy <= 1.0
     assert "on jax" in capsys.readouterr().out
+
+
+def test_jax_scan_compiles_once_and_lowers_the_loss(monkeypatch, capsys):
+    loss = run("jax_scan.py", ["--generations", "60", "--block", "20", "--population", "64"], monkeypatch)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("generation")]
+    initial = 1.2927  # the script's first line, for seed 0
+    assert len(lines) == 3 and loss < 0.5 * initial
 
 
 def test_cartpole_return_improves_on_the_initial_policy(monkeypatch, capsys):

@@ -128,7 +128,7 @@ def test_a_population_is_a_jax_pytree_that_jit_traces():
     state = es.init(model.init(jnp, seed=0))
     pop = es.ask(state)
     leaves, tree = jax.tree_util.tree_flatten(pop)
-    assert len(leaves) == len(pop.params) + sum(len(record) for record in pop.noise.values())
+    assert len(leaves) == len(pop.params) + sum(len(record) for record in pop.noise.values()) + 2  # and t, e
     rebuilt = jax.tree_util.tree_unflatten(tree, leaves)
     assert isinstance(rebuilt, egg.Population) and rebuilt.settings == pop.settings and rebuilt.layout == pop.layout
     assert list(rebuilt.plans) == list(pop.plans)  # the leaf order survives the round trip
