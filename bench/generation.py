@@ -11,8 +11,10 @@ Cases (float32, antithetic, rank 1, Adam):
   wide:   one d × d layer, d = 1024, N = 2048 members with b = 1 input each (per member); fitness the mean
           output; plain: the layer on N rows.
 
-Backends: numpy, and torch and jax (eager) where importable. Each sample times one call; the two are
-interleaved over --repeats and the medians compared. The digits ratio goal is ≥ 0.95 on NumPy.
+Backends: numpy, and torch and jax (eager) where importable; for JAX also "jax (lax.scan)": 10 generations
+compiled under one jax.lax.scan (time per generation) against the jitted plain inference. Each sample times
+one call; the two are interleaved over --repeats and the medians compared. Goals: digits ≥ 0.95 on NumPy;
+the compiled JAX generation ≥ 0.90 of JAX's compiled inference.
 
     .venv/bin/python bench/generation.py                 # both cases, every importable backend
     .venv/bin/python bench/generation.py --quick         # small sizes, a few seconds (the tests run this)
@@ -42,20 +44,26 @@ def _log_softmax(xp, z):
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
-def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10)):
-    """(generation, plain) callables of the digits case; the state advances every generation."""
+def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10), compiled: bool = False):
+    """(generation, plain) callables of the digits case, the state advancing every generation; with
+    `compiled`, the pieces (es, state, fitness(pop), plain(params)) for `compiled_case`."""
     model = MLP(sizes)
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.standard_normal((batch, sizes[0])), dtype=xp.float32, device=dev)
     onehot = xp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], dtype=xp.float32, device=dev)
     rows = xp.asarray(rng.standard_normal((n, batch, sizes[0])), dtype=xp.float32, device=dev)
-    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01))
+    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01), nan_policy="worst")
     state = [es.init(model.init(xp, device=dev))]
+
+    def fitness(pop):
+        return xp.mean(xp.sum(_log_softmax(xp, model.apply(pop, x, shared=True)) * onehot, axis=-1), axis=-1)
+
+    if compiled:
+        return es, state[0], fitness, lambda params: model.apply(egg.MeanOps(params), rows)
 
     def generation():
         pop = es.ask(state[0])
-        fitness = xp.mean(xp.sum(_log_softmax(xp, model.apply(pop, x, shared=True)) * onehot, axis=-1), axis=-1)
-        state[0], _ = es.tell(state[0], pop, fitness)
+        state[0], _ = es.tell(state[0], pop, fitness(pop))
 
     def plain():
         return model.apply(egg.MeanOps(state[0].params), rows)
@@ -63,21 +71,61 @@ def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10)):
     return generation, plain
 
 
-def wide_case(xp, dev, n: int, d: int):
+def wide_case(xp, dev, n: int, d: int, compiled: bool = False):
+    """As `digits_case`, for one d × d layer with one input per member."""
     rng = np.random.default_rng(1)
     x = xp.asarray(rng.standard_normal((n, 1, d)), dtype=xp.float32, device=dev)
     weight = xp.asarray(rng.standard_normal((d, d)) / np.sqrt(d), dtype=xp.float32, device=dev)
-    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01))
+    es = egg.EGGROLL(population_size=n, sigma=0.05, optimizer=egg.optim.adam(0.01), nan_policy="worst")
     state = [es.init({"w": weight})]
+
+    def fitness(pop):
+        return xp.mean(pop.linear("w", x, shared=False), axis=(1, 2))
+
+    if compiled:
+        return es, state[0], fitness, lambda params: egg.MeanOps(params).linear("w", xp.reshape(x, (n, d)))
 
     def generation():
         pop = es.ask(state[0])
-        state[0], _ = es.tell(state[0], pop, xp.mean(pop.linear("w", x, shared=False), axis=(1, 2)))
+        state[0], _ = es.tell(state[0], pop, fitness(pop))
 
     def plain():
         return egg.MeanOps(state[0].params).linear("w", xp.reshape(x, (n, d)))
 
     return generation, plain
+
+
+def compiled_case(case: str, sizes: dict, generations: int = 10):
+    """(generation, plain) on JAX, both compiled: `generations` generations under one jax.lax.scan (timed per
+    generation) against the jitted plain inference of the same rows."""
+    import jax
+    import jax.numpy as jnp
+
+    xp, dev = backend_namespace("jax")
+    built = (
+        digits_case(xp, dev, **sizes, compiled=True) if case == "digits" else wide_case(xp, dev, **sizes, compiled=True)
+    )
+    es, state, fitness, plain = built
+    state = jax.device_put(
+        jax.tree_util.tree_map(
+            lambda leaf: jnp.asarray(leaf, dtype=jnp.int32) if isinstance(leaf, int) else leaf, state
+        )
+    )
+
+    def step(state, _):
+        pop = es.ask(state)
+        return es.tell(state, pop, fitness(pop))[0], None
+
+    run = jax.jit(lambda s: jax.lax.scan(step, s, None, length=generations)[0])
+    holder = [state]
+
+    def generation():
+        holder[0] = run(holder[0])
+        jax.block_until_ready(holder[0])
+
+    generation()  # a first compilation for the initial state; `measure`'s warm-up compiles for scan's outputs
+    plain_jit = jax.jit(plain)
+    return generation, lambda: plain_jit(holder[0].params), generations
 
 
 def _sync(xp, result) -> None:
@@ -86,7 +134,7 @@ def _sync(xp, result) -> None:
         result.block_until_ready()
 
 
-def measure(generation, plain, xp, repeats: int) -> dict:
+def measure(generation, plain, xp, repeats: int, generations_per_call: int = 1) -> dict:
     generation(), _sync(xp, plain())  # warm-up: first calls compile (JAX) or allocate
     times = {"generation": [], "plain": []}
     for _ in range(repeats):
@@ -94,7 +142,8 @@ def measure(generation, plain, xp, repeats: int) -> dict:
             start = time.perf_counter()
             _sync(xp, call())
             times[name].append(time.perf_counter() - start)
-    plain_s, generation_s = statistics.median(times["plain"]), statistics.median(times["generation"])
+    plain_s = statistics.median(times["plain"])
+    generation_s = statistics.median(times["generation"]) / generations_per_call
     return {"plain ms": 1e3 * plain_s, "generation ms": 1e3 * generation_s, "ratio": plain_s / generation_s}
 
 
@@ -119,6 +168,11 @@ def main(argv=None) -> list[dict]:
             shape = {"N": sizes["n"], "b": sizes.get("batch", 1), "d": sizes.get("d", 64)}
             rows.append({"backend": backend, "case": case, **shape, **result})
             print(f"{backend} {case}: ratio {result['ratio']:.3f}", file=sys.stderr, flush=True)
+            if backend == "jax":  # and compiled: generations under lax.scan against jitted inference
+                generation, plain, per_call = compiled_case(case, sizes)
+                result = measure(generation, plain, xp, repeats, per_call)
+                rows.append({"backend": "jax (lax.scan)", "case": case, **shape, **result})
+                print(f"jax compiled {case}: ratio {result['ratio']:.3f}", file=sys.stderr, flush=True)
     print(markdown_table(rows))
     return rows
 
