@@ -286,8 +286,12 @@ class EGG:
     def apply(self, ops, tokens, *, shared: bool = True):
         """Logits (…, T, 256) for byte tokens (…, T) (integers in [0, 256)), int8 for EGG and float32 for the
         twin: shared by all members, or (N, …, T) per member with shared=False, as in `ops.embedding`."""
-        number, p = _ARITHMETIC[self.dtype](ops.xp), self.prefix
         _check_bytes(ops.xp, tokens, "tokens", 1)
+        return self._logits(ops, tokens, shared)
+
+    def _logits(self, ops, tokens, shared: bool):
+        """`apply` on tokens already checked."""
+        number, p = _ARITHMETIC[self.dtype](ops.xp), self.prefix
         h = number.embedded(ops.embedding(f"{p}embed", tokens, shared=shared))
         for layer in range(self.layers):
             name = f"{p}layer{layer}"
@@ -305,8 +309,8 @@ class EGG:
         """Σ_t log₂ p(x_{t+1} | x_{≤t}) of byte sequences (…, T + 1), (…,): EGG's in units of 1/16 bit (int32),
         the twin's in bits (float32); `bits_per_unit` converts."""
         xp = ops.xp
-        _check_bytes(xp, sequences, "sequences", 2)
-        logits = self.apply(ops, sequences[..., :-1], shared=shared)
+        _check_bytes(xp, sequences, "sequences", 2)  # once: the inputs are a slice of them
+        logits = self._logits(ops, sequences[..., :-1], shared)
         terms = _ARITHMETIC[self.dtype](xp).log2_probabilities(logits, sequences[..., 1:])
         return xp.sum(terms, axis=-1, dtype=xp.int32 if self.dtype == "int8" else None)
 
