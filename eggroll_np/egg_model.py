@@ -94,23 +94,31 @@ def _scan(xp, f, c, step):
     return xp.stack(outputs, axis=-2)
 
 
-def log2_probabilities(xp, logits, targets):
-    """log₂ p(targets) under softmax(logits · ln2 / 16), in units of 1/16 bit, as int32 (…, T): u = l − max l,
-    S = Σ EXP2[u] (≤ 256 · 2¹⁶), log₂ S from its bit length and the LOG2 table of its top 9 bits."""
-    dev = device(logits)
-    exp2 = xp.asarray(_EXP2, device=dev)
-    log2 = xp.asarray(_LOG2, device=dev)
+def _exp2_sums(xp, logits, portable: bool):
+    """(max l, S = Σ EXP2[l − max l + 254]) over the last axis, int32 (…): S ∈ [2¹⁶, 256 · 2¹⁶]; on NumPy a
+    block of rows at a time (`_integer_numpy.exp2_sums_numpy`), unless `portable`."""
+    if not portable and is_numpy_namespace(xp):
+        from ._integer_numpy import exp2_sums_numpy
+
+        return exp2_sums_numpy(logits, _EXP2)
     top = _wide(xp, xp.max(logits, axis=-1, keepdims=True))
     index = _wide(xp, logits) - (top - 2 * INT8_MAX)  # l − max l + 254 ∈ [0, 254]
-    terms = xp.take(exp2, xp.reshape(index, (-1,)), axis=0)
-    total = xp.sum(xp.reshape(terms, logits.shape), axis=-1, dtype=xp.int32)  # ≥ 2¹⁶
+    terms = xp.take(xp.asarray(_EXP2, device=device(logits)), xp.reshape(index, (-1,)), axis=0)
+    return top[..., 0], xp.sum(xp.reshape(terms, logits.shape), axis=-1, dtype=xp.int32)
+
+
+def log2_probabilities(xp, logits, targets, *, portable: bool = False):
+    """log₂ p(targets) under softmax(logits · ln2 / 16), in units of 1/16 bit, as int32 (…, T): u = l − max l,
+    S = Σ EXP2[u] (≤ 256 · 2¹⁶), log₂ S from its bit length and the LOG2 table of its top 9 bits."""
+    log2 = xp.asarray(_LOG2, device=device(logits))
+    top, total = _exp2_sums(xp, logits, portable)
     bits = xp.zeros_like(total)
     for j in range(1, 26):
         bits = bits + xp.astype(total >= 2**j, xp.int32)  # ⌊log₂ S⌋
     mantissa = total // (2 ** (bits - _MANTISSA_BITS))  # ∈ [256, 511]
     fraction = xp.reshape(xp.take(log2, xp.reshape(mantissa - 256, (-1,)), axis=0), total.shape)
     log_total = (bits - _EXP_BITS) * LOGIT_UNIT + fraction
-    return _wide(xp, _pick(xp, logits, targets)) - top[..., 0] - log_total
+    return _wide(xp, _pick(xp, logits, targets)) - top - log_total
 
 
 def _pick(xp, values, targets):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import eggroll_np as egg
 from eggroll_np import _integer_numpy, integer
-from eggroll_np.egg_model import norm
+from eggroll_np.egg_model import log2_probabilities, norm
 from eggroll_np.forward import _linear_layout
 from eggroll_np.integer import divisor
 
@@ -171,3 +171,23 @@ def test_the_float32_norm_refuses_widths_past_its_bound():
         _integer_numpy.norm_numpy(np.zeros((1, 4096), np.int8), 32)
     v = np.random.default_rng(0).integers(-127, 128, size=(2, 4096)).astype(np.int8)
     np.testing.assert_array_equal(norm(np, v), norm(np, v, portable=True))  # the wide norm takes the integer path
+
+
+@given(
+    rows=st.integers(1, 300),
+    width=st.sampled_from([1, 2, 256]),
+    kind=st.sampled_from(["random", "saturated", "constant"]),
+    block_bytes=st.sampled_from([4, 4096, _integer_numpy._BLOCK_BYTES]),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=100)
+def test_the_blocked_log_probabilities_equal_the_portable_ones(rows, width, kind, block_bytes, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "constant":  # every logit equal: S = V · 2¹⁶ exactly
+        logits = np.full((rows, width), rng.integers(-127, 128), np.int8)
+    else:
+        logits = _int8(rng, (rows, width), kind == "saturated")
+    targets = rng.integers(0, width, size=rows)
+    with mock.patch.object(_integer_numpy, "_BLOCK_BYTES", block_bytes):  # one row, a few or all a block
+        fast = log2_probabilities(np, logits, targets)
+    np.testing.assert_array_equal(fast, log2_probabilities(np, logits, targets, portable=True))
