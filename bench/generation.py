@@ -16,6 +16,12 @@ compiled under one jax.lax.scan (time per generation) against the jitted plain i
 one call; the two are interleaved over --repeats and the medians compared. Goals: digits ≥ 0.95 on NumPy;
 the compiled JAX generation ≥ 0.90 of JAX's compiled inference.
 
+Where evosax is importable (an optional comparison, never a dependency: `pip install evosax==0.3.2` in a
+separate environment), the digits case adds "evosax OpenES (lax.scan)": its Open_ES (antithetic, centered
+ranks, optax Adam) on the same MLP, population and batch, its members (the params dict with leaves (N, …))
+run through the same MLP under jax.vmap, 10 generations under one lax.scan, against the same jitted inference;
+the script prints how many times faster the compiled EGGROLL generation is (goal ≥ 3).
+
     .venv/bin/python bench/generation.py                 # both cases, every importable backend
     .venv/bin/python bench/generation.py --quick         # small sizes, a few seconds (the tests run this)
 """
@@ -128,6 +134,48 @@ def compiled_case(case: str, sizes: dict, generations: int = 10):
     return generation, lambda: plain_jit(holder[0].params), generations
 
 
+def evosax_case(n: int, batch: int, sizes=(64, 256, 256, 10), generations: int = 10):
+    """(generation, plain) of evosax's Open_ES on the digits case, compiled as `compiled_case` compiles ours:
+    the same MLP on the same shared batch (`digits_case`'s rows, seed 0), each member evaluated under
+    jax.vmap; evosax minimizes, so it is told the negated fitness."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from evosax.algorithms import Open_ES
+
+    xp, dev = backend_namespace("jax")
+    model = MLP(sizes)
+    state, plain = digits_case(xp, dev, n=n, batch=batch, compiled=True)[1::2]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((batch, sizes[0])), dtype=jnp.float32)
+    onehot = jnp.asarray(np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)], dtype=jnp.float32)
+    es = Open_ES(
+        population_size=n, solution=state.params, optimizer=optax.adam(0.01), std_schedule=optax.constant_schedule(0.05)
+    )
+    es_params = es.default_params
+
+    def member_fitness(member):
+        return jnp.mean(jnp.sum(_log_softmax(jnp, model.apply(egg.MeanOps(member), x)) * onehot, axis=-1))
+
+    def step(carry, _):
+        key, es_state = carry
+        key, ask_key, tell_key = jax.random.split(key, 3)
+        members, es_state = es.ask(ask_key, es_state, es_params)  # the params dict, leaves (N, …)
+        es_state, _ = es.tell(tell_key, members, -jax.vmap(member_fitness)(members), es_state, es_params)
+        return (key, es_state), None
+
+    run = jax.jit(lambda c: jax.lax.scan(step, c, None, length=generations)[0])
+    holder = [(jax.random.key(0), es.init(jax.random.key(1), state.params, es_params))]
+
+    def generation():
+        holder[0] = run(holder[0])
+        jax.block_until_ready(holder[0])
+
+    generation()
+    plain_jit = jax.jit(plain)
+    return generation, lambda: plain_jit(state.params), generations
+
+
 def _sync(xp, result) -> None:
     """Wait for asynchronous backends (JAX) so the time covers the work."""
     if result is not None and hasattr(result, "block_until_ready"):
@@ -173,6 +221,12 @@ def main(argv=None) -> list[dict]:
                 result = measure(generation, plain, xp, repeats, per_call)
                 rows.append({"backend": "jax (lax.scan)", "case": case, **shape, **result})
                 print(f"jax compiled {case}: ratio {result['ratio']:.3f}", file=sys.stderr, flush=True)
+                if case == "digits" and importlib.util.find_spec("evosax"):
+                    ours = result["generation ms"]
+                    generation, plain, per_call = evosax_case(**sizes)
+                    result = measure(generation, plain, xp, repeats, per_call)
+                    rows.append({"backend": "evosax OpenES (lax.scan)", "case": case, **shape, **result})
+                    print(f"compiled EGGROLL is {result['generation ms'] / ours:.2f}x evosax's OpenES", flush=True)
     print(markdown_table(rows))
     return rows
 

@@ -35,6 +35,7 @@ __all__ = [
     "detached",
     "device",
     "dtype_name",
+    "fori_loop",
     "has_dtype",
     "index_dtype",
     "is_array_api_obj",
@@ -46,7 +47,6 @@ __all__ = [
     "is_numpy_namespace",
     "is_torch_namespace",
     "is_traced",
-    "materialized",
     "namespace_and_device",
     "prod",
     "searchsorted",
@@ -126,13 +126,10 @@ def is_traced(x) -> bool:
     return jax is not None and isinstance(x, jax.core.Tracer)
 
 
-def materialized(values):
-    """`values` (a tuple of arrays) as they are, or, when traced by JAX, behind an optimization barrier so that
-    XLA computes them once: a chain of integer rounds fused into its consumers is otherwise recomputed per
-    use, exponentially in the rounds (one draw of 4096 normals took half a second instead of 0.1 ms)."""
-    if not is_traced(values[0]):
-        return values
-    return sys.modules["jax"].lax.optimization_barrier(values)
+def fori_loop(count: int, body, carry, unroll: int = 1):
+    """carry ← body(j, carry) for j = 0 … count − 1 as one JAX loop (lax.fori_loop, `unroll` iterations per
+    step; for traced values, whose loop XLA compiles once and whose carry it stores between steps)."""
+    return sys.modules["jax"].lax.fori_loop(0, count, body, carry, unroll=unroll)
 
 
 def detached(x):

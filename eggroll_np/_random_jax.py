@@ -2,16 +2,15 @@
 direction as traced inputs, so a new generation or leaf reuses the compiled kernels. Same operations as
 the portable path, so the same bits.
 
-Two kernels, not one: compiled as a single function, XLA fuses the Philox rounds into every consumer of
-their words and recomputes them (a draw of 65 536 normals took seconds); materializing the words between
-the Philox kernel and the conversion kernel keeps each word computed once.
+Two kernels, the Philox words and their conversion; traced, the rounds run as a loop
+(`_philox._philox_rounds`), so XLA computes each word once.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from ._array_api import dtype_name, has_dtype, materialized
+from ._array_api import dtype_name, has_dtype
 from ._philox import StreamKey, elements, lanes_per_block, philox_words, stream_arrays
 
 __all__ = ["draw_jax"]
@@ -42,8 +41,6 @@ def draw_jax(kind: str, stream: StreamKey, directions: range, n: int, *, dtype, 
     import jax.numpy as jnp
 
     arrays = stream_arrays(jnp, stream, directions, dev)
-    arrays = materialized(arrays)  # a traced key (a jitted generation): computed once, not in every word
     n_blocks = -(-n // lanes_per_block(kind, dtype))
     words = _compiled_bits(len(directions), n_blocks, has_dtype(jnp, "uint64", dev))(*arrays)
-    words = materialized(words)  # inside an outer jit the two kernels inline: keep them apart
     return _compiled_lanes(kind, n, dtype_name(dtype))(words)

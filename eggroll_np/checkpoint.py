@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import operator
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ def save(path, state: EggrollState, metadata: dict | None = None) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"checkpoint path {str(path)!r} must end in .npz")
+    state = _with_int_generation(state)
     problem = _state_problem(state)
     if problem:
         raise ValueError(f"cannot checkpoint this state: {problem}")
@@ -225,6 +227,13 @@ def _per_leaf_dicts(tree, path: str):
                 yield _field_path(path, field), value
             else:
                 yield from _per_leaf_dicts(value, _field_path(path, field))
+
+
+def _with_int_generation(state: EggrollState) -> EggrollState:
+    """`state` with a 0-d integer array generation (a state that came out of jax.jit) as its int value."""
+    generation = state.generation
+    is_integer_scalar = getattr(generation, "shape", None) == () and "int" in str(getattr(generation, "dtype", ""))
+    return state._replace(generation=operator.index(generation)) if is_integer_scalar else state
 
 
 def _state_problem(state: EggrollState) -> str | None:

@@ -74,6 +74,36 @@ def test_an_int8_egg_run_under_lax_scan_ends_bit_identical_to_the_eager_run():
     assert any(not np.array_equal(np_of(eager.params[k]), np_of(v)) for k, v in model.init(jnp, seed=4).items())
 
 
+def test_a_state_out_of_jit_goes_on_eagerly_and_checkpoints(tmp_path):
+    """jax.jit returns the generation (and an optimizer's count) as 0-d arrays: eager ask, tell and checkpoint
+    take them, and the run goes on with the bits of an all-eager run."""
+    model = EGG(1, 8)
+    es = egg.EGGROLL(
+        population_size=4,
+        sigma=1 / 16,
+        optimizer=egg.optim.integer_step(0.1),
+        shaping="sign",
+        nan_policy="worst",
+        seed=3,
+    )
+    sequences = jnp.asarray(np.random.default_rng(1).integers(0, 256, size=(4, 9)), dtype=jnp.int32)
+
+    def step(state):
+        pop = es.ask(state)
+        return es.tell(state, pop, jnp.astype(model.log_likelihood(pop, sequences, shared=False), jnp.float32))[0]
+
+    eager = es.init(model.init(jnp, seed=2))
+    for _ in range(3):
+        eager = step(eager)
+    compiled = jax.jit(step)(step(es.init(model.init(jnp, seed=2))))
+    assert not isinstance(compiled.generation, int)
+    resumed = egg.checkpoint.load(egg.checkpoint.save(tmp_path / "state.npz", compiled), xp=jnp)
+    assert resumed.generation == 2
+    for going_on in (step(compiled), step(resumed)):
+        for name, value in going_on.params.items():
+            np.testing.assert_array_equal(np_of(value), np_of(eager.params[name]))
+
+
 def test_a_float_run_under_lax_scan_matches_the_eager_run_and_learns():
     model = MLP((8, 32, 4))
     rng = np.random.default_rng(0)
