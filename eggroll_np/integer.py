@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from ._array_api import device, is_numpy_namespace
+from ._array_api import device, is_numpy_namespace, is_traced
 
 __all__ = [
     "FACTOR_BOUND",
@@ -56,6 +56,11 @@ def divisor(n: int) -> int:
 
 def sigma_shift(sigma: float) -> int:
     """σ̂ with σ = 2^−σ̂, an integer in [0, 16]; a σ that is not such a power of two is refused."""
+    if is_traced(sigma):
+        raise ValueError(
+            "int8 leaves need σ = 2^-k known when the forward is traced, but this σ is traced (a σ schedule inside "
+            "jax.jit or lax.scan); pass a constant sigma, such as sigma=1/16"
+        )
     shift = -math.log2(sigma) if sigma > 0 else math.inf
     if not (math.isfinite(shift) and shift == round(shift) and 0 <= shift <= _MAX_SHIFT):
         raise ValueError(

@@ -163,14 +163,18 @@ class Population:
 
 
 def _flatten(pop: Population):
-    children = (dict(pop.params), dict(pop.noise), pop.generation, pop.epoch)  # t and e may be traced
-    static = (pop.settings, pop.layout, pop.sigma, tuple(pop.plans.items()), pop.xp)
+    """Arrays as children, t and e too (they may be traced); σ static when it is a number, a child when it is an
+    array (a σ schedule of a traced generation)."""
+    number = isinstance(pop.sigma, int | float)
+    children = (dict(pop.params), dict(pop.noise), pop.generation, pop.epoch, None if number else pop.sigma)
+    static = (pop.settings, pop.layout, pop.sigma if number else None, tuple(pop.plans.items()), pop.xp)
     return children, static
 
 
 def _unflatten(static, children) -> Population:
-    settings, layout, sigma, plans, xp = static
-    params, noise, generation, epoch = children
+    settings, layout, static_sigma, plans, xp = static
+    params, noise, generation, epoch, traced_sigma = children
+    sigma = traced_sigma if static_sigma is None else static_sigma
     return Population(settings, layout, sigma, generation, epoch, dict(plans), noise, params, xp)
 
 

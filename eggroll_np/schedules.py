@@ -1,4 +1,6 @@
-"""Schedules: functions of the generation t (a Python int) returning a Python float.
+"""Schedules: functions of the generation t (a Python int) returning a Python float; under jax.jit or
+lax.scan, of a traced integer t, returning a traced float (the shipped schedules compute with the array's
+namespace there, and `value_at` leaves a traced value unchecked: it has no value to read).
 
 A schedule serves any hyperparameter that changes over a run (learning rate, σ). A number is the constant
 schedule; any callable t → float is a schedule. The shipped ones are small frozen dataclasses, so they
@@ -17,10 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _checks
+from ._array_api import array_namespace, is_traced
 
 __all__ = ["Schedule", "as_schedule", "constant", "cosine", "exponential", "linear", "value_at"]
 
 Schedule = Callable[[int], float]
+
+
+def _minimum(t, bound: int):
+    """min(t, bound), for a Python t or a traced one."""
+    return array_namespace(t).minimum(t, bound) if is_traced(t) else min(t, bound)
 
 
 def _store(schedule, **checked) -> None:
@@ -59,7 +67,7 @@ class linear:
         )
 
     def __call__(self, t: int) -> float:
-        return self.init + (self.end - self.init) * min(t, self.steps) / self.steps
+        return self.init + (self.end - self.init) * _minimum(t, self.steps) / self.steps
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,9 @@ class cosine:
 
     def __call__(self, t: int) -> float:
         a = self.final_fraction
-        return self.init * (a + (1.0 - a) * 0.5 * (1.0 + math.cos(math.pi * min(t, self.steps) / self.steps)))
+        angle = math.pi * _minimum(t, self.steps) / self.steps
+        cos = array_namespace(t).cos(angle) if is_traced(t) else math.cos(angle)
+        return self.init * (a + (1.0 - a) * 0.5 * (1.0 + cos))
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,8 @@ class exponential:
         )
 
     def __call__(self, t: int) -> float:
-        return max(self.init * self.decay ** (t / self.steps), self.floor)
+        value = self.init * self.decay ** (t / self.steps)
+        return array_namespace(t).maximum(value, self.floor) if is_traced(t) else max(value, self.floor)
 
 
 def as_schedule(value: float | Schedule, what: str, *, positive: bool = True) -> Schedule:
@@ -120,5 +131,6 @@ def as_schedule(value: float | Schedule, what: str, *, positive: bool = True) ->
 
 def value_at(schedule: Schedule, generation: int, what: str, *, positive: bool) -> float:
     """v(t) for t = generation, as a float, if it is finite and > 0 (`positive`) or ≥ 0; otherwise the error
-    names `what` and the generation."""
-    return _checks.scheduled(what, schedule(generation), generation, positive=positive)
+    names `what` and the generation. A traced value (inside jax.jit) is returned unchecked."""
+    value = schedule(generation)
+    return value if is_traced(value) else _checks.scheduled(what, value, generation, positive=positive)

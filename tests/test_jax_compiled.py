@@ -121,6 +121,48 @@ def test_a_float_run_under_lax_scan_matches_the_eager_run_and_learns():
     assert loss(compiled.params) < 0.8 * loss(model.init(jnp))
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        egg.schedules.constant(0.3),
+        egg.schedules.linear(0.5, 0.1, 7),
+        egg.schedules.cosine(0.5, 7, 0.1),
+        egg.schedules.exponential(0.5, 0.5, 3, floor=0.2),
+    ],
+)
+def test_the_schedules_take_a_traced_generation(schedule):
+    traced = jax.jit(schedule)
+    for t in (0, 3, 7, 12):  # before, inside and past the schedule's steps (and the exponential's floor)
+        assert float(traced(jnp.asarray(t))) == pytest.approx(schedule(t), rel=1e-6)
+
+
+def test_a_run_with_sigma_and_learning_rate_schedules_compiles_and_matches_the_eager_run():
+    model = MLP((4, 8, 2))
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((8, 4)), dtype=jnp.float32)
+    es = egg.EGGROLL(
+        population_size=16,
+        sigma=egg.schedules.cosine(0.2, 6, 0.25),
+        optimizer=egg.optim.adam(egg.schedules.linear(0.05, 0.01, 6)),
+        nan_policy="worst",
+        seed=4,
+    )
+    compiled, eager = _scan_and_eager(
+        es, model.init(jnp), lambda pop: -jnp.mean(model.apply(pop, x) ** 2, axis=(1, 2)), 6
+    )
+    for name, value in eager.params.items():
+        np.testing.assert_allclose(np_of(compiled.params[name]), np_of(value), atol=1e-5)
+    integer = egg.EGGROLL(
+        population_size=4,
+        sigma=egg.schedules.cosine(1 / 16, 10),
+        shaping="sign",
+        optimizer=egg.optim.integer_step(0.1),
+        nan_policy="worst",
+    )
+    state = integer.init(EGG(1, 8).init(jnp))
+    with pytest.raises(ValueError, match=r"int8 leaves need σ = 2\^-k known .* pass a constant sigma"):
+        jax.jit(lambda s: EGG(1, 8).apply(integer.ask(s), jnp.zeros((4, 3), dtype=jnp.int32), shared=False))(state)
+
+
 def test_what_needs_a_host_read_says_so_under_tracing():
     es = egg.EGGROLL(population_size=4, sigma=0.1)  # nan_policy="raise" by default
     state = es.init({"w": jnp.ones((2, 3), dtype=jnp.float32)})
