@@ -24,6 +24,7 @@ the script prints how many times faster the compiled EGGROLL generation is (goal
 
     .venv/bin/python bench/generation.py                 # both cases, every importable backend
     .venv/bin/python bench/generation.py --quick         # small sizes, a few seconds (the tests run this)
+    .venv/bin/python bench/generation.py --parts         # where NumPy's digits generation spends its time
 """
 
 from __future__ import annotations
@@ -176,6 +177,30 @@ def evosax_case(n: int, batch: int, sizes=(64, 256, 256, 10), generations: int =
     return generation, lambda: plain_jit(state.params), generations
 
 
+def digits_parts(n: int, batch: int, repeats: int, sizes=(64, 256, 256, 10)) -> list[dict]:
+    """Medians (ms) of the digits generation's parts on NumPy, interleaved with plain inference: `ask`, the
+    population forward, the log-softmax fitness on its outputs, `tell`: where a generation's time goes."""
+    xp, dev = backend_namespace("numpy")
+    es, state, fitness, plain = digits_case(xp, dev, n=n, batch=batch, sizes=sizes, compiled=True)
+    x = np.random.default_rng(0).standard_normal((batch, sizes[0])).astype(np.float32)  # digits_case's batch
+    model, pop = MLP(sizes), es.ask(state)
+    outputs, fitnesses = model.apply(pop, x, shared=True), fitness(pop)
+    parts = {
+        "ask": lambda: es.ask(state),
+        "population forward": lambda: model.apply(pop, x, shared=True),
+        "log-softmax fitness": lambda: _log_softmax(np, outputs),
+        "tell": lambda: es.tell(state, pop, fitnesses),
+        "plain inference": lambda: plain(state.params),
+    }
+    times = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, call in parts.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return [{"part": name, "ms": 1e3 * statistics.median(samples)} for name, samples in times.items()]
+
+
 def _sync(xp, result) -> None:
     """Wait for asynchronous backends (JAX) so the time covers the work."""
     if result is not None and hasattr(result, "block_until_ready"):
@@ -204,8 +229,13 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--backends", nargs="+", default=None, help="default: every importable one")
+    parser.add_argument("--parts", action="store_true", help="only the NumPy digits generation's parts")
     args = parser.parse_args(argv)
     digits = dict(n=32, batch=16) if args.quick else dict(n=512, batch=128)
+    if args.parts:
+        rows = digits_parts(**digits, repeats=2 if args.quick else args.repeats)
+        print(markdown_table(rows))
+        return rows
     wide = dict(n=64, d=64) if args.quick else dict(n=2048, d=1024)
     repeats = 2 if args.quick else args.repeats
     rows = []

@@ -65,11 +65,25 @@ def test_egg_benchmark_runs_in_quick_mode(capsys):
 def test_generation_benchmark_runs_in_quick_mode_on_every_importable_backend(capsys):
     rows = _run_script(ROOT / "bench" / "generation.py", ["--quick"])
     backends = ["numpy", *(name for name in ("torch", "jax") if importlib.util.find_spec(name))]
-    compiled = {"jax": ["jax", "jax (lax.scan)"]}
-    expected = [(name, case) for b in backends for case in ("digits", "wide") for name in compiled.get(b, [b])]
+    evosax = ["evosax OpenES (lax.scan)"] if importlib.util.find_spec("evosax") else []  # an optional comparison
+    compiled = {("jax", "digits"): ["jax", "jax (lax.scan)", *evosax], ("jax", "wide"): ["jax", "jax (lax.scan)"]}
+    expected = [(name, case) for b in backends for case in ("digits", "wide") for name in compiled.get((b, case), [b])]
     assert [(row["backend"], row["case"]) for row in rows] == expected
     assert all(row["plain ms"] > 0 and row["generation ms"] > 0 for row in rows)
     assert "| backend | case | N | b | d |" in capsys.readouterr().out
+
+
+def test_generation_benchmark_times_the_parts_of_a_numpy_generation(capsys):
+    rows = _run_script(ROOT / "bench" / "generation.py", ["--quick", "--parts"])
+    assert [row["part"] for row in rows] == [
+        "ask",
+        "population forward",
+        "log-softmax fitness",
+        "tell",
+        "plain inference",
+    ]
+    assert all(row["ms"] > 0 for row in rows)
+    assert "| part | ms |" in capsys.readouterr().out
 
 
 def test_envs_benchmark_runs_in_quick_mode(capsys):
