@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import NAN_POLICIES
+from . import NAN_POLICIES, __version__
 from ._array_api import BACKENDS
 from ._checks import integer, real
 from ._files import is_temporary
@@ -162,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eggroll-np", description="EGGROLL evolution strategies.")
     debug = "show the traceback of a failure instead of its one-line message"
     parser.add_argument("--debug", action="store_true", help=debug)
+    parser.add_argument("--version", action="version", version=f"eggroll-np {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug)
     commands = parser.add_subparsers(dest="command", required=True)

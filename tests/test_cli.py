@@ -76,6 +76,11 @@ def test_plot_command_redraws_the_curves(tmp_path, capsys):
     assert str(run_dir / "curves.png") in capsys.readouterr().out
 
 
+def test_version_prints_the_package_version_and_exits_0(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"eggroll-np {egg.__version__}\n"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
