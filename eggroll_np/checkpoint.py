@@ -231,9 +231,12 @@ def _per_leaf_dicts(tree, path: str):
 
 def _with_int_generation(state: EggrollState) -> EggrollState:
     """`state` with a 0-d integer array generation (a state that came out of jax.jit) as its int value."""
-    generation = state.generation
-    is_integer_scalar = getattr(generation, "shape", None) == () and "int" in str(getattr(generation, "dtype", ""))
-    return state._replace(generation=operator.index(generation)) if is_integer_scalar else state
+    if isinstance(state.generation, int) or getattr(state.generation, "shape", None) != ():
+        return state
+    try:
+        return state._replace(generation=operator.index(state.generation))
+    except TypeError:  # a float array, say: `_state_problem` names it
+        return state
 
 
 def _state_problem(state: EggrollState) -> str | None:

@@ -23,7 +23,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from . import _checks
-from ._array_api import array_namespace, is_floating_dtype, is_jax_array
+from ._array_api import array_namespace, is_floating_dtype, is_jax_array, is_traced
 from .schedules import Schedule, constant, value_at
 
 __all__ = [
@@ -196,6 +196,12 @@ def _integer_update(grads: Params, state: IntegerStepState, generation: int, par
     if params is None:
         raise ValueError("integer_step's update needs the current params (their saturation at ±127)")
     alpha = value_at(fraction, generation, "integer_step fraction", positive=True)
+    if is_traced(alpha):
+        raise ValueError(
+            "integer_step's fraction α must be a number under jax.jit or lax.scan, not a schedule: its float32 value "
+            "there could round ⌈α · size⌉ otherwise than the eager float64 one, and the run would no longer be "
+            "bit-identical; pass a constant fraction, or run a scheduled run eagerly"
+        )
     if alpha > 1:
         raise ValueError(f"integer_step fraction at generation {generation} is {alpha!r}; it must be in (0, 1]")
     step = {name: threshold_step(array_namespace(g), g, params[name], alpha) for name, g in grads.items()}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,6 +132,9 @@ def as_schedule(value: float | Schedule, what: str, *, positive: bool = True) ->
 
 def value_at(schedule: Schedule, generation: int, what: str, *, positive: bool) -> float:
     """v(t) for t = generation, as a float, if it is finite and > 0 (`positive`) or ≥ 0; otherwise the error
-    names `what` and the generation. A traced value (inside jax.jit) is returned unchecked."""
+    names `what` and the generation. A traced value (inside jax.jit) is returned unchecked; a concrete 0-d
+    integer array generation (a state that came out of jax.jit) is read as its int."""
+    if not is_traced(generation):
+        generation = operator.index(generation)
     value = schedule(generation)
     return value if is_traced(value) else _checks.scheduled(what, value, generation, positive=positive)

@@ -146,9 +146,17 @@ def test_a_run_with_sigma_and_learning_rate_schedules_compiles_and_matches_the_e
         nan_policy="worst",
         seed=4,
     )
-    compiled, eager = _scan_and_eager(
-        es, model.init(jnp), lambda pop: -jnp.mean(model.apply(pop, x) ** 2, axis=(1, 2)), 6
-    )
+
+    def fitness(pop):
+        return -jnp.mean(model.apply(pop, x) ** 2, axis=(1, 2))
+
+    compiled, eager = _scan_and_eager(es, model.init(jnp), fitness, 6)
+
+    def one_more(state):  # eagerly; from the compiled state, a 0-d array generation the schedules read as an int
+        pop = es.ask(state)
+        return es.tell(state, pop, fitness(pop))[0]
+
+    compiled, eager = one_more(compiled), one_more(eager)
     for name, value in eager.params.items():
         np.testing.assert_allclose(np_of(compiled.params[name]), np_of(value), atol=1e-5)
     integer = egg.EGGROLL(
@@ -161,6 +169,16 @@ def test_a_run_with_sigma_and_learning_rate_schedules_compiles_and_matches_the_e
     state = integer.init(EGG(1, 8).init(jnp))
     with pytest.raises(ValueError, match=r"int8 leaves need σ = 2\^-k known .* pass a constant sigma"):
         jax.jit(lambda s: EGG(1, 8).apply(integer.ask(s), jnp.zeros((4, 3), dtype=jnp.int32), shared=False))(state)
+    scheduled = egg.EGGROLL(
+        population_size=4,
+        sigma=1 / 16,
+        shaping="sign",
+        optimizer=egg.optim.integer_step(egg.schedules.linear(0.2, 0.05, 9)),
+        nan_policy="worst",
+    )
+    state = scheduled.init(EGG(1, 8).init(jnp))
+    with pytest.raises(ValueError, match=r"integer_step's fraction α must be a number under jax.jit .* bit-identical"):
+        jax.jit(lambda s: scheduled.tell(s, scheduled.ask(s), jnp.arange(4.0))[0])(state)
 
 
 def test_what_needs_a_host_read_says_so_under_tracing():
