@@ -40,15 +40,10 @@ import numpy as np
 
 import eggroll_np as egg
 from eggroll_np._array_api import backend_namespace
-from eggroll_np.models import MLP
+from eggroll_np.models import MLP, log_softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tables import markdown_table
-
-
-def _log_softmax(xp, z):
-    shifted = z - xp.max(z, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
 def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10), compiled: bool = False):
@@ -63,7 +58,7 @@ def digits_case(xp, dev, n: int, batch: int, sizes=(64, 256, 256, 10), compiled:
     state = [es.init(model.init(xp, device=dev))]
 
     def fitness(pop):
-        return xp.mean(xp.sum(_log_softmax(xp, model.apply(pop, x, shared=True)) * onehot, axis=-1), axis=-1)
+        return xp.mean(xp.sum(log_softmax(model.apply(pop, x, shared=True)) * onehot, axis=-1), axis=-1)
 
     if compiled:
         return es, state[0], fitness, lambda params: model.apply(egg.MeanOps(params), rows)
@@ -156,7 +151,7 @@ def evosax_case(n: int, batch: int, sizes=(64, 256, 256, 10), generations: int =
     es_params = es.default_params
 
     def member_fitness(member):
-        return jnp.mean(jnp.sum(_log_softmax(jnp, model.apply(egg.MeanOps(member), x)) * onehot, axis=-1))
+        return jnp.mean(jnp.sum(log_softmax(model.apply(egg.MeanOps(member), x)) * onehot, axis=-1))
 
     def step(carry, _):
         key, es_state = carry
@@ -182,13 +177,15 @@ def digits_parts(n: int, batch: int, repeats: int, sizes=(64, 256, 256, 10)) -> 
     population forward, the log-softmax fitness on its outputs, `tell`: where a generation's time goes."""
     xp, dev = backend_namespace("numpy")
     es, state, fitness, plain = digits_case(xp, dev, n=n, batch=batch, sizes=sizes, compiled=True)
-    x = np.random.default_rng(0).standard_normal((batch, sizes[0])).astype(np.float32)  # digits_case's batch
+    rng = np.random.default_rng(0)  # digits_case's batch and labels
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    onehot = np.eye(sizes[-1], dtype=np.float32)[rng.integers(0, sizes[-1], batch)]
     model, pop = MLP(sizes), es.ask(state)
     outputs, fitnesses = model.apply(pop, x, shared=True), fitness(pop)
     parts = {
         "ask": lambda: es.ask(state),
         "population forward": lambda: model.apply(pop, x, shared=True),
-        "log-softmax fitness": lambda: _log_softmax(np, outputs),
+        "log-softmax fitness": lambda: np.mean(np.sum(log_softmax(outputs) * onehot, axis=-1), axis=-1),
         "tell": lambda: es.tell(state, pop, fitnesses),
         "plain inference": lambda: plain(state.params),
     }

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eggroll_np as egg
-from eggroll_np._array_api import array_namespace, device
-from eggroll_np.models import ACTIVATIONS, GRU, MLP, activation
+from eggroll_np._array_api import array_namespace, device, to_numpy
+from eggroll_np.models import ACTIVATIONS, GRU, MLP, activation, log_softmax
 
 U = 2.0**-24  # unit roundoff of float32
 
@@ -466,6 +466,21 @@ def test_activations_match_their_formulas_and_sigmoid_does_not_overflow():
         # A few float32 roundings of values of magnitude ≤ max(|x|, 1).
         np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-6, err_msg=act_name)
     assert activation(None) is ACTIVATIONS["identity"]
+
+
+@pytest.mark.parametrize("shape", [(6, 3, 10), (50, 2), (4, 1), (3, 40), (2, 2, 33)])
+def test_log_softmax_matches_its_formula_in_float64_on_every_backend(backend, shape):
+    """Short last axes take NumPy's classes-first path, long ones (> 32) the row-wise one: both are within a
+    few float32 roundings (of values of magnitude ≤ 40) of the float64 formula, keep shape and dtype, and
+    exponentiate to rows that sum to 1. Logits up to ±20 would overflow exp without the max shift."""
+    logits = 20 * np.random.default_rng(len(shape)).uniform(-1, 1, shape).astype(np.float32)
+    got = log_softmax(backend.asarray(logits))
+    assert got.shape == shape and got.dtype == backend.xp.float32
+    x64 = logits.astype(np.float64)
+    reference = x64 - x64.max(-1, keepdims=True)
+    reference -= np.log(np.exp(reference).sum(-1, keepdims=True))
+    np.testing.assert_allclose(to_numpy(got), reference, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.exp(to_numpy(got).astype(np.float64)).sum(-1), 1, rtol=1e-5)
 
 
 # Bad input.
