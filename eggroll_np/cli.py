@@ -2,10 +2,11 @@
 
     eggroll-np train                      the default task: an MLP on scikit-learn's digits
     eggroll-np train cartpole             Gymnasium's CartPole-v1, one environment per member
-    eggroll-np train rosenbrock --dim 1000
+    eggroll-np train rosenbrock           a black-box function (50 dimensions by default)
     eggroll-np train --resume RUN_DIR     continue a run from its last checkpoint
     eggroll-np plot RUN_DIR               redraw a run's learning curves
-    eggroll-np tasks                      list the tasks and their settings
+    eggroll-np tasks                      list the tasks, their goals and their default settings
+    eggroll-np --version                  the package's version
 
 Every setting of the strategy that a run can hold in JSON has a flag (a leaf policy, a custom shaping or
 schedule needs the Python API); a task supplies its own defaults and options (see `tasks`). Bad values are
@@ -258,20 +259,43 @@ def _train(args: argparse.Namespace) -> int:
         continues = f"eggroll-np train --resume {run_dir} continues from generation {run.saved_at or 0}"
         raise CommandFailure(f"{_one_line(exc)[1]}; {continues}", EXIT_FAILED) from exc
     summary = finish_run(run, warn=lambda text: print(f"eggroll-np: warning: {text}", file=sys.stderr))
-    metric = summary["metric"]
-    print(
-        f"{config['task']}: {metric} {summary.get(metric, float('nan')):.4f} after {summary['generations']} "
-        f"generations ({summary['seconds']:.1f} s, {summary['generations_per_second'] or 0:.1f} gen/s); "
-        f"run directory {run_dir}"
-    )
+    print(_final_line(summary, run_dir))
     return 0
 
 
+def _final_line(summary: dict, run_dir: Path) -> str:
+    """`TASK: METRIC VALUE after G generations (S s, R gen/s), best fitness B at generation T; run directory D`."""
+    metric, best = summary["metric"], summary["best_fitness"]
+    found = "no generation" if best is None else f"{best:.4g} at generation {summary['best_generation']}"
+    return (
+        f"{summary['task']}: {metric} {summary.get(metric, float('nan')):.4f} after {summary['generations']} "
+        f"generations ({summary['seconds']:.1f} s, {summary['generations_per_second'] or 0:.1f} gen/s), "
+        f"best fitness {found}; run directory {run_dir}"
+    )
+
+
+# The settings `tasks` lists for every task, its own defaults or the common ones, before the task's other defaults.
+KEY_SETTINGS = ("population_size", "sigma", "optimizer", "learning_rate", "lr_schedule", "shaping", "generations")
+
+
+def _setting_text(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _tasks() -> int:
+    """Each task: its summary, its metric and goal, its key settings and other defaults, its options; then the
+    common defaults."""
     for name in TASKS:
-        cls = task_class(name)
-        options = ", ".join(f"--{o.name.replace('_', '-')} {o.default}" for o in cls.options)
-        print(f"{name}: {cls.summary}\n  defaults: {json.dumps(cls.defaults)}\n  options: {options}")
+        cls, config = task_class(name), run_config(name, {})
+        goal = "none" if cls.metric_goal is None else f"{cls.metric_goal:g}"
+        keys = [*KEY_SETTINGS, *(key for key in cls.defaults if key not in KEY_SETTINGS)]
+        settings = ", ".join(f"{key} {_setting_text(config[key])}" for key in keys)
+        options = ", ".join(
+            f"--{o.name.replace('_', '-')} {o.default if o.default != '' else repr('')}" for o in cls.options
+        )
+        print(
+            f"{name}: {cls.summary}\n  metric: {cls.metric}, goal {goal}\n  defaults: {settings}\n  options: {options}"
+        )
     print(f"every task, where its own defaults and the flags set nothing: {json.dumps(DEFAULTS)}")
     return 0
 

@@ -10,13 +10,15 @@ The strategy hands each optimizer the ES gradient g (an ascent direction) and ad
 Learning rates are numbers or schedules (callables of the generation, see `schedules`); every update checks
 the rate of its generation (finite, ≥ 0) before it computes anything. Hyperparameters stay Python floats, so
 an update never reads anything back from the device. The pairs are partials of module functions, so an
-optimizer pickles (for process pools and Ray workers). `OPTIMIZERS` maps each name to its factory and
+optimizer pickles (for process pools and Ray workers) and prints as the factory call that built it,
+`adam(learning_rate=0.01)`. `OPTIMIZERS` maps each name to its factory and
 `STATE_TYPES` lists every NamedTuple an optimizer state may hold: the command line and the checkpoints read
 them.
 """
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable
 from functools import partial
@@ -49,6 +51,13 @@ class Optimizer(NamedTuple):
 
     init: Callable[[Params], Any]
     update: Callable[[Params, Any, int, Params], tuple[Params, Any]]
+
+    def __repr__(self) -> str:
+        """The factory call that built it, with the arguments that differ from the factory's defaults
+        (`adam(learning_rate=0.01)`, `sgd(learning_rate=cosine(init=0.1, steps=100, final_fraction=0.0),
+        momentum=0.9)`); an Optimizer built from other functions shows their names."""
+        call = _factory_call(self.update)
+        return call or f"Optimizer(init={_name(self.init)}, update={_name(self.update)})"
 
 
 class SGDState(NamedTuple):
@@ -257,6 +266,43 @@ def from_optax(transformation) -> Optimizer:
 
 OPTIMIZERS = {"adam": adam, "adamw": adamw, "sgd": sgd, "integer": integer_step}
 STATE_TYPES = (SGDState, AdamState, IntegerStepState)
+
+
+# The factory behind each update function (adam's with weight decay is adamw's), and the factory's names of the
+# keywords the update functions take under shorter ones.
+_FACTORIES = {_sgd_update: sgd, _adam_update: adam, _integer_update: integer_step, _optax_update: from_optax}
+_ARGUMENT_NAMES = {"lr": "learning_rate"}
+
+
+def _name(function) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)
+
+
+def _argument_text(value) -> str:
+    """A hyperparameter as written in the call: a constant schedule as its number."""
+    return repr(value.value if isinstance(value, constant) else value)
+
+
+def _factory_call(update) -> str | None:
+    """`factory(name=value, ...)` of the factory of this module whose partial `update` is, showing the arguments
+    whose text differs from the factory's default; None for any other update function."""
+    if not isinstance(update, partial) or update.func not in _FACTORIES:
+        return None
+    factory = _FACTORIES[update.func]
+    arguments = {_ARGUMENT_NAMES.get(name, name): value for name, value in update.keywords.items()}
+    if factory is adam and arguments["weight_decay"]:
+        factory = adamw
+    parameters = inspect.signature(factory).parameters
+    shown = [
+        f"{name}={_argument_text(value)}"
+        for name, value in arguments.items()
+        if name in parameters
+        and (
+            parameters[name].default is inspect.Parameter.empty
+            or _argument_text(value) != _argument_text(parameters[name].default)
+        )
+    ]
+    return f"{factory.__name__}({', '.join(shown)})"
 
 
 def as_optimizer(optimizer: Optimizer | float | Schedule) -> Optimizer:

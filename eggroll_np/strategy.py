@@ -15,7 +15,9 @@ integer dtypes that need it).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 from . import _checks
@@ -27,8 +29,8 @@ from .leaves import INT8, Policy, check_leaves, check_policy, plan_leaves
 from .noise import NOISE_KINDS, leaf_noise, trainable
 from .optim import Optimizer, adam, as_optimizer
 from .population import Layout, Population, Settings
-from .schedules import Schedule, as_schedule, value_at
-from .shaping import NAN_POLICIES, handle_nonfinite, make_shaping
+from .schedules import Schedule, as_schedule, constant, value_at
+from .shaping import NAN_POLICIES, SHAPINGS, handle_nonfinite, make_shaping
 
 __all__ = ["EGGROLL", "NAN_POLICIES", "EggrollState"]
 
@@ -102,6 +104,18 @@ class EGGROLL:
         self.maximize = _checks.boolean("maximize", maximize)
         self.policy = check_policy(policy)
         self.nan_policy = _checks.choice("nan_policy", nan_policy, NAN_POLICIES)
+
+    def __repr__(self) -> str:
+        """EGGROLL(name=value, ...) with each setting whose text differs from its default's, in the signature's
+        order: what a user chose, and (with eggroll_np's names in scope) the call that builds these settings again.
+        A constant σ shows as its number, a named shaping as its name, a function by its name."""
+        shown = []
+        for name, parameter in inspect.signature(EGGROLL).parameters.items():
+            default = adam(1e-2) if name == "optimizer" else parameter.default
+            text = _setting_text(getattr(self, name))
+            if text != _setting_text(default):
+                shown.append(f"{name}={text}")
+        return f"EGGROLL({', '.join(shown)})"
 
     population_size = property(lambda self: self.settings.population_size, doc="N: members per generation.")
     rank = property(lambda self: self.settings.rank, doc="r: the rank of each low-rank perturbation.")
@@ -253,3 +267,17 @@ class EGGROLL:
             "grad_norm": xp.sqrt(sum_of_squares(xp, grads.values())),
         }
         return EggrollState(params=params, opt_state=opt_state, generation=state.generation + 1), info
+
+
+def _setting_text(value) -> str:
+    """A setting as written in a call of EGGROLL: constant(v) as v, a shaping function of `SHAPINGS` (or its
+    partial with group_size) as its name, a function by its qualified name, anything else by its repr."""
+    if isinstance(value, constant):
+        value = value.value
+    shaping = value.func if isinstance(value, partial) else value
+    names = [name for name, function in SHAPINGS.items() if function is shaping]
+    if names:
+        return repr(names[0])
+    if inspect.isfunction(value) or inspect.isbuiltin(value):
+        return value.__qualname__
+    return repr(value)

@@ -8,7 +8,7 @@ A run directory holds
                      and a first line for generation 0 holds the evaluation of the initial parameters
     checkpoint.npz   the state after the last checkpointed generation (see `checkpoint`)
     curves.png       learning curves, written at the end (`plotting`)
-    summary.json     the final evaluation and the run's speed
+    summary.json     the final evaluation, the best fitness of any member and its generation, and the run's speed
 
 Every file is replaced atomically (`_files.replace_atomically`) or only appended to (metrics.jsonl, which is
 flushed to disk before each checkpoint), so a kill at any instant loses no line of a checkpointed generation,
@@ -20,20 +20,22 @@ refuses bad input before it writes anything), `run_generations` runs the loop, `
 summary and the plot. The strategy's settings are stored under EGGROLL's own keyword names.
 
 Everything a generation computes is a function of (config, state, generation), so resuming from a
-checkpoint at generation k and running to 2k gives the same bits as running to 2k at once.
+checkpoint at generation k and running to 2k gives the same bits as running to 2k at once. The best fitness so
+far is read back from the log's lines up to the checkpoint on resume, so it is that of an uninterrupted run too.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import checkpoint
 from ._array_api import backend_namespace, has_dtype
@@ -50,6 +52,7 @@ __all__ = [
     "DTYPES",
     "LR_SCHEDULES",
     "STRATEGY_KEYS",
+    "Best",
     "Run",
     "finish_run",
     "make_optimizer",
@@ -120,11 +123,32 @@ def make_strategy(config: dict) -> EGGROLL:
     return EGGROLL(**{k: config[k] for k in STRATEGY_KEYS}, optimizer=make_optimizer(config))
 
 
+class Best(NamedTuple):
+    """The best fitness of any member so far (the highest raw fitness, or the lowest where the run minimizes)
+    and the generation whose population held it (the first one, on a tie)."""
+
+    fitness: float
+    generation: int
+
+
+def _best_after(best: Best | None, record: dict, maximize: bool) -> Best | None:
+    """`best` after a metrics record: its fitness_max (fitness_min when minimizing) where that is finite and
+    better. A generation without fitness (generation 0) or whose best is NaN or ±inf (nan_policy="worst") counts
+    for nothing."""
+    value = record.get("fitness_max" if maximize else "fitness_min")
+    if value is None or not math.isfinite(value):
+        return best
+    if best is None or (value > best.fitness if maximize else value < best.fitness):
+        return Best(value, record["generation"])
+    return best
+
+
 @dataclass
 class Run:
     """An open run: its config and directory, the task and strategy built from the config, the state so far
     (the last generation whose metrics line is logged), that generation's metrics record, the generation it
-    was opened at, the seconds it has run, and the generation of the checkpoint it last wrote (None: none)."""
+    was opened at, the seconds it has run, the generation of the checkpoint it last wrote (None: none), the
+    best fitness so far (None before the first generation) and the last evaluation's metric (None: none yet)."""
 
     config: dict
     run_dir: Path
@@ -135,6 +159,8 @@ class Run:
     opened_at: int
     seconds: float = 0.0
     saved_at: int | None = None
+    best: Best | None = None
+    last_metric: float | None = None
 
 
 def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
@@ -161,7 +187,8 @@ def open_run(config: dict, run_dir, resume: bool = False) -> Run:
     strategy produce; a run without a checkpoint yet starts again from generation 0. Then config.json is
     written and metrics.jsonl prepared: a new run's generation-0 line (the evaluation of the initial
     parameters), or on resume the lines up to the checkpoint's generation (a crash may have logged
-    generations after it), each file replaced atomically."""
+    generations after it), each file replaced atomically; the best fitness so far and the last evaluated
+    metric come from those lines."""
     run_dir = Path(run_dir)
     _check_keys(config, run_dir, resume)
     xp, device = backend_namespace(config["backend"])
@@ -179,18 +206,28 @@ def open_run(config: dict, run_dir, resume: bool = False) -> Run:
     if resumed:
         state = _resumed_state(config, run_dir / CHECKPOINT, initial, xp, device)
         record = {"generation": state.generation}
-        kept, dropped = _read_metrics(run_dir / METRICS, state.generation)
+        kept, records, dropped = _read_metrics(run_dir / METRICS, state.generation)
     else:
         state = initial
         record = {"generation": 0, **task.evaluate(state.params)}
-        kept, dropped = [json.dumps(record)], True
+        kept, records, dropped = [json.dumps(record)], [record], True
     run_dir.mkdir(parents=True, exist_ok=True)
     replace_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
     if dropped:
         replace_text_atomically(run_dir / METRICS, "".join(line + "\n" for line in kept))
-    return Run(
+    run = Run(
         config, run_dir, task, es, state, record, state.generation, saved_at=state.generation if resumed else None
     )
+    for logged in records:
+        _note(run, logged)
+    return run
+
+
+def _note(run: Run, record: dict) -> None:
+    """Carry a logged record into the run's best fitness so far and last evaluated metric."""
+    run.best = _best_after(run.best, record, run.strategy.maximize)
+    if run.task.metric in record:
+        run.last_metric = record[run.task.metric]
 
 
 def _resumed_state(config: dict, path: Path, initial: EggrollState, xp, device) -> EggrollState:
@@ -252,11 +289,12 @@ def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[s
     `eval_every` and a checkpoint every `checkpoint_every` generations and after the last, and a progress report.
     A KeyboardInterrupt (Ctrl-C) checkpoints the last completed generation before it propagates.
 
-    progress: a tqdm bar on stderr (None: only when stderr is a terminal); without it, one line per
-    evaluation goes to `echo`."""
+    progress: a tqdm bar on stderr (None: only when stderr is a terminal; see `_bar_postfix`); without it,
+    one line per evaluation goes to `echo`: `generation T: fitness mean M, best B (generation G), METRIC V,
+    RATE gen/s`, M of generation T's population, B the best fitness so far."""
     config, task, es = run.config, run.task, run.strategy
     total = config["generations"]
-    bar = _progress_bar(total, run.state.generation, sys.stderr.isatty() if progress is None else progress)
+    bar = _progress_bar(run, sys.stderr.isatty() if progress is None else progress)
     start, first = time.perf_counter(), run.state.generation
     try:
         with (run.run_dir / METRICS).open("a", encoding="utf-8") as log:
@@ -270,10 +308,11 @@ def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[s
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 run.state, run.record = state, record  # a generation counts once its line is logged
+                _note(run, record)
                 if state.generation % config["checkpoint_every"] == 0 or state.generation == total:
                     os.fsync(log.fileno())  # the log on disk reaches every checkpointed generation
                     _save(run)
-                _report(bar, echo, record, task.metric, evaluate, start, state.generation - first)
+                _report(bar, echo, run, evaluate, (state.generation - first) / max(time.perf_counter() - start, 1e-9))
     except KeyboardInterrupt:
         if run.saved_at != run.state.generation:
             _save(run)  # the last completed generation, whose metrics line is in the log
@@ -294,8 +333,9 @@ def _to_stderr(text: str) -> None:
 
 
 def finish_run(run: Run, *, warn: Callable[[str], None] = _to_stderr) -> dict:
-    """Write summary.json (the last record, evaluating the state if no generation ran), then curves.png; a plot
-    that cannot be drawn or written is passed to `warn` and leaves no file behind. Returns the summary."""
+    """Write summary.json (the last record, evaluating the state if no generation ran, with the best fitness so
+    far as best_fitness and best_generation, null where no generation ran), then curves.png; a plot that cannot
+    be drawn or written is passed to `warn` and leaves no file behind. Returns the summary."""
     if run.task.metric not in run.record:  # resumed with nothing left to run: report the state as it is
         run.record.update(run.task.evaluate(run.state.params))
     done = run.state.generation - run.opened_at
@@ -305,6 +345,8 @@ def finish_run(run: Run, *, warn: Callable[[str], None] = _to_stderr) -> dict:
         "metric": run.task.metric,
         "metric_goal": run.task.metric_goal,
         **{k: v for k, v in run.record.items() if k != "generation"},
+        "best_fitness": None if run.best is None else run.best.fitness,
+        "best_generation": None if run.best is None else run.best.generation,
         "seconds": run.seconds,
         "generations_per_second": done / run.seconds if run.seconds > 0 else None,
     }
@@ -328,13 +370,13 @@ def train(
     return finish_run(run)
 
 
-def _read_metrics(path: Path, up_to: int) -> tuple[list[str], bool]:
-    """(the metric lines of generations ≤ up_to, whether the log holds anything else): a line cut short by
-    a crash ends the log."""
+def _read_metrics(path: Path, up_to: int) -> tuple[list[str], list[dict], bool]:
+    """(the metric lines of generations ≤ up_to, their records, whether the log holds anything else): a line
+    cut short by a crash ends the log."""
     if not path.exists():
-        return [], True
+        return [], [], True
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-    kept = []
+    kept, records = [], []
     for line in lines:
         try:
             record = json.loads(line)
@@ -343,38 +385,96 @@ def _read_metrics(path: Path, up_to: int) -> tuple[list[str], bool]:
         if not line.endswith("\n") or not isinstance(record, dict) or record.get("generation", up_to + 1) > up_to:
             break
         kept.append(line.rstrip("\n"))
-    return kept, len(kept) < len(lines)
+        records.append(record)
+    return kept, records, len(kept) < len(lines)
 
 
-def _progress_bar(total: int, initial: int, enabled: bool):
+# The bar: "N/TOTAL |████    | 00:15 left" then `_bar_postfix`, every number of fixed width, so the bar keeps its
+# width from one generation to the next; it keeps at least MIN_BAR_CELLS cells where the optional fields fit.
+MIN_BAR_CELLS = 10
+NUMBER_WIDTH = 8
+
+
+def _progress_bar(run: Run, enabled: bool, *, file=None, ncols: int | None = None):
+    """A tqdm bar of the run's generations on `file` (stderr), as wide as the terminal (or `ncols`), its postfix
+    laid out for that width at every draw; None if disabled or tqdm is missing."""
     if not enabled:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, initial=initial, unit="gen", dynamic_ncols=True, file=sys.stderr)
+
+    class Bar(tqdm):
+        @property
+        def format_dict(self):  # tqdm's documented hook for what a draw shows
+            shown = super().format_dict
+            elapsed = shown["elapsed"]
+            rate = (shown["n"] - shown["initial"]) / elapsed if elapsed > 0 else 0.0
+            return {**shown, "postfix": _bar_postfix(run, rate, shown["ncols"])}
+
+    total = run.config["generations"]
+    return Bar(
+        total=total,
+        initial=run.state.generation,
+        unit="gen",
+        file=sys.stderr if file is None else file,
+        ncols=ncols,
+        dynamic_ncols=ncols is None,
+        bar_format=f"{{n_fmt:>{len(str(total))}}}/{{total_fmt}} |{{bar}}| {{remaining:>5}} left{{postfix}}",
+    )
 
 
 def _record(generation: int, info: dict) -> dict:
     return {"generation": generation, **{k: float(v) for k, v in info.items()}}
 
 
-def _report(bar, echo, record: dict, metric: str, evaluated: bool, start: float, done: int) -> None:
-    rate = done / max(time.perf_counter() - start, 1e-9)
+def _fixed(value: float | None) -> str:
+    """value in NUMBER_WIDTH characters: 4 significant digits, or the integer nearest a large value, or as many
+    digits as fit (`-1.3e-05`); "?" for None."""
+    if value is None:
+        return "?".rjust(NUMBER_WIDTH)
+    texts = [f"{value:.4g}", *([f"{value:.0f}"] if abs(value) >= 1 else []), *(f"{value:.{d}g}" for d in (3, 2, 1))]
+    return next(text for text in texts if len(text) <= NUMBER_WIDTH).rjust(NUMBER_WIDTH)
+
+
+def _bar_postfix(run: Run, rate: float, columns: int | None) -> str:
+    """The text after "left": "mean M, best B, METRIC V, R gen/s", M the last population's mean fitness, B the
+    best fitness so far, V the last evaluation's metric (kept between evaluations). best and the metric always
+    show; mean, then the rate, join where the bar keeps MIN_BAR_CELLS cells in `columns` (None: no limit)."""
+    total = run.config["generations"]
+    room = None if columns is None else columns - len(f"{total}/{total} || 00:00 left") - MIN_BAR_CELLS
+    fields = {
+        "mean": f"mean {_fixed(run.record.get('fitness_mean'))}",
+        "best": f"best {_fixed(None if run.best is None else run.best.fitness)}",
+        "metric": f"{run.task.metric} {_fixed(run.last_metric)}",
+        "rate": f"{rate:6.1f} gen/s",
+    }
+    shown = {"best", "metric"}
+    for optional in ("mean", "rate"):
+        width = sum(len(", " + fields[name]) for name in shown | {optional})  # tqdm puts ", " before the postfix
+        if room is None or width <= room:
+            shown.add(optional)
+    return ", ".join(text for name, text in fields.items() if name in shown)
+
+
+def _echo_line(run: Run, rate: float) -> str:
+    record, best = run.record, run.best
+    where = "none yet" if best is None else f"{best.fitness:.4g} (generation {best.generation})"
+    return (
+        f"generation {record['generation']}: fitness mean {record['fitness_mean']:.4g}, best {where}, "
+        f"{run.task.metric} {record.get(run.task.metric, float('nan')):.4g}, {rate:.1f} gen/s"
+    )
+
+
+def _report(bar, echo, run: Run, evaluated: bool, rate: float) -> None:
+    """Advance the bar by one generation, or without one echo the line of an evaluating generation."""
     if bar is not None:
-        postfix = {"mean": f"{record['fitness_mean']:.4g}", "max": f"{record['fitness_max']:.4g}"}
-        if metric in record:
-            postfix[metric] = f"{record[metric]:.4g}"
-        bar.set_postfix(postfix, refresh=False)
         bar.update(1)
     elif evaluated:
-        echo(
-            f"generation {record['generation']}: fitness mean {record['fitness_mean']:.4g} "
-            f"max {record['fitness_max']:.4g}, {metric} {record.get(metric, float('nan')):.4g}, {rate:.1f} gen/s"
-        )
+        echo(_echo_line(run, rate))
     if evaluated:  # text an evaluation reports (the text task's sample), a line of its own
-        for key, value in record.items():
+        for key, value in run.record.items():
             if isinstance(value, str):
                 (bar.write if bar is not None else echo)(f"  {key}: {value}")
 

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 import eggroll_np as egg
-from eggroll_np.cli import main
+from eggroll_np.cli import KEY_SETTINGS, main
+from eggroll_np.tasks import TASKS, task_class
+from eggroll_np.training import run_config
 
 pytest.importorskip("sklearn")
 TINY = ["--population", "16", "--eval-every", "2", "--batch-size", "32", "--hidden", "8", "--quiet"]
@@ -40,31 +42,22 @@ def test_train_runs_the_default_task_and_writes_the_run_directory(tmp_path, caps
     assert (run_dir / "curves.png").stat().st_size > 5000
 
 
-def test_rosenbrock_runs_through_the_black_box_path(tmp_path, capsys):
-    run_dir = tmp_path / "rb"
-    assert (
-        main(
-            [
-                "train",
-                "rosenbrock",
-                "--dim",
-                "20",
-                "--generations",
-                "40",
-                "--population",
-                "32",
-                "--eval-every",
-                "40",
-                "--out",
-                str(run_dir),
-                "--quiet",
-            ]
-        )
-        == 0
+def test_rosenbrock_calls_the_black_box_once_per_member_or_once_per_population_alike(tmp_path, capsys):
+    rosenbrock = ["train", "rosenbrock", "--dim", "20", "--generations", "40", "--population", "32", "--quiet"]
+    for calls in ("single", "batched"):
+        assert main([*rosenbrock, "--eval-every", "40", "--calls", calls, "--out", str(tmp_path / calls)]) == 0
+    single, batched = _metrics(tmp_path / "single"), _metrics(tmp_path / "batched")
+    assert single == batched  # pop.member(i) and pop.vector hand f the same values, bit for bit
+    assert batched[-1]["f"] < 19.0  # f(0) = dim − 1 = 19; the strategy minimizes
+    summary = json.loads((tmp_path / "batched" / "summary.json").read_text())
+    best = min((r for r in batched[1:]), key=lambda r: r["fitness_min"])  # minimized: the lowest member's f
+    assert (summary["best_fitness"], summary["best_generation"]) == (best["fitness_min"], best["generation"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        f"rosenbrock: f {batched[-1]['f']:.4f} after 40 generations ({summary['seconds']:.1f} s, "
+        f"{summary['generations_per_second']:.1f} gen/s), best fitness {best['fitness_min']:.4g} at generation "
+        f"{best['generation']}; run directory {tmp_path / 'batched'}"
     )
-    records = _metrics(run_dir)
-    assert records[-1]["rosenbrock"] < 19.0  # f(0) = dim − 1 = 19; the strategy minimizes
-    assert "rosenbrock: rosenbrock" in capsys.readouterr().out
 
 
 def test_plot_command_redraws_the_curves(tmp_path, capsys):
@@ -132,6 +125,28 @@ def test_resume_refuses_changed_settings_and_missing_runs(tmp_path, capsys):
     assert (run_dir / "checkpoint.npz").read_bytes() == before
 
 
+def test_tasks_lists_every_task_with_its_summary_goal_key_defaults_and_options(capsys):
+    assert main(["tasks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 * len(TASKS) + 1 and lines[-1].startswith("every task, where its own defaults")
+    for n, name in enumerate(TASKS):
+        cls, config = task_class(name), run_config(name, {})
+        title, goal, defaults, options = lines[4 * n : 4 * n + 4]
+        assert title == f"{name}: {cls.summary}"
+        assert goal == f"  metric: {cls.metric}, goal {'none' if cls.metric_goal is None else f'{cls.metric_goal:g}'}"
+        assert defaults.startswith("  defaults: ")
+        shown = dict(pair.split(" ", 1) for pair in defaults.removeprefix("  defaults: ").split(", "))
+        assert set(KEY_SETTINGS) | set(cls.defaults) == set(shown)
+        for key, text in shown.items():
+            assert text == (config[key] if isinstance(config[key], str) else json.dumps(config[key]))
+        assert options.startswith("  options: ") and all(
+            f"--{o.name.replace('_', '-')} " in options for o in cls.options
+        )
+    rosenbrock = 4 * list(TASKS).index("rosenbrock")
+    assert lines[1] == "  metric: test_accuracy, goal 0.97" and lines[rosenbrock + 1] == "  metric: f, goal none"
+    assert lines[rosenbrock + 2].endswith(", maximize false")  # the task's own defaults follow the key settings
+
+
 def test_python_dash_m_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "eggroll_np", "tasks"], capture_output=True, text=True, check=True)
     assert "digits:" in done.stdout and "cartpole:" in done.stdout and "rosenbrock:" in done.stdout
@@ -151,8 +166,8 @@ def test_the_progress_bar_shows_on_request_and_stays_off_when_not_on_a_terminal(
     flags = [f for f in TINY if f != "--quiet"]
     assert main(["train", "--generations", "2", "--out", str(tmp_path / "bar"), "--progress", *flags]) == 0
     err = capsys.readouterr().err
-    assert "2/2" in err and "gen/s" in err and "test_accuracy" in err
+    assert "2/2" in err and "test_accuracy" in err and "best" in err and "max" not in err
     assert main(["train", "--generations", "2", "--out", str(tmp_path / "plain"), *flags]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # pytest's stderr is not a terminal: no bar
-    assert "generation 2: fitness mean" in captured.out
+    assert "generation 2: fitness mean" in captured.out and ", best " in captured.out

@@ -350,3 +350,39 @@ def test_a_checkpoint_of_an_optax_state_is_refused_before_anything_is_written(tm
     with pytest.raises(TypeError, match=r"cannot checkpoint a tuple at opt_state; .*from_optax keeps optax's own"):
         egg.checkpoint.save(tmp_path / "run.npz", state)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "text"),
+    [
+        (optim.adam(0.01), "adam(learning_rate=0.01)"),
+        (optim.adam(0.01, b1=0.8, eps=1e-6), "adam(learning_rate=0.01, b1=0.8, eps=1e-06)"),
+        (optim.adamw(0.02), "adamw(learning_rate=0.02)"),
+        (optim.adamw(0.02, weight_decay=0.1), "adamw(learning_rate=0.02, weight_decay=0.1)"),
+        (optim.sgd(0.1), "sgd(learning_rate=0.1)"),
+        (optim.sgd(0.1, momentum=0.9, nesterov=True), "sgd(learning_rate=0.1, momentum=0.9, nesterov=True)"),
+        (optim.sgd(schedules.cosine(0.1, 50)), "sgd(learning_rate=cosine(init=0.1, steps=50, final_fraction=0.0))"),
+        (optim.integer_step(), "integer_step()"),
+        (optim.integer_step(0.5), "integer_step(fraction=0.5)"),
+        (egg.optim.as_optimizer(0.3), "sgd(learning_rate=0.3)"),
+    ],
+)
+def test_an_optimizer_prints_as_the_factory_call_that_builds_it_again(optimizer, text):
+    assert repr(optimizer) == text
+    rebuilt = eval(text, {**vars(optim), "cosine": schedules.cosine})
+    assert repr(rebuilt) == text
+    params = {"w": np.array([0.5, -1.0], dtype=np.float32)}
+    grads = {"w": np.array([2.0, -3.0], dtype=np.float32)}
+    if "integer" in text:
+        params, grads = {"w": np.array([3, -4], dtype=np.int8)}, {"w": np.array([5, -7], dtype=np.int32)}
+    steps = [opt.update(grads, opt.init(params), 0, params)[0]["w"] for opt in (optimizer, rebuilt)]
+    np.testing.assert_array_equal(*steps)
+
+
+def test_an_optimizer_of_other_functions_prints_their_names():
+    def init(params):
+        return ()
+
+    assert repr(optim.Optimizer(init, optim.sgd(0.1).update.func)) == (
+        "Optimizer(init=test_an_optimizer_of_other_functions_prints_their_names.<locals>.init, update=_sgd_update)"
+    )

@@ -378,3 +378,51 @@ def test_ask_and_tell_never_read_arrays_back_to_the_host_with_nan_policy_worst(n
     assert state.generation == 2
     with _host_reads_forbidden(array_type), pytest.raises(AssertionError, match="host read"):
         bool(info["grad_norm"] > 0)  # the guard itself works
+
+
+def test_repr_shows_the_settings_that_differ_from_the_defaults_as_a_call_that_builds_them_again():
+    assert repr(egg.EGGROLL()) == "EGGROLL()"
+    assert repr(egg.EGGROLL(sigma=0.05, optimizer=egg.optim.adam(1e-2), shaping=egg.shaping.centered_rank)) == (
+        "EGGROLL()"
+    )
+    es = egg.EGGROLL(
+        population_size=8,
+        sigma=egg.schedules.cosine(0.1, 10),
+        rank=2,
+        optimizer=egg.optim.adamw(0.02, weight_decay=0.1),
+        shaping="group_zscore",
+        noise_reuse=0,
+        group_size=4,
+        noise="rademacher",
+        maximize=False,
+        seed=3,
+        policy={"b": "frozen"},
+        nan_policy="worst",
+    )
+    text = (
+        "EGGROLL(population_size=8, sigma=cosine(init=0.1, steps=10, final_fraction=0.0), rank=2, "
+        "optimizer=adamw(learning_rate=0.02, weight_decay=0.1), shaping='group_zscore', noise_reuse=0, group_size=4, "
+        "noise='rademacher', maximize=False, seed=3, policy={'b': 'frozen'}, nan_policy='worst')"
+    )
+    assert repr(es) == text
+    rebuilt = eval(text, {"EGGROLL": egg.EGGROLL, "cosine": egg.schedules.cosine, **vars(egg.optim)})
+    assert repr(rebuilt) == text and rebuilt.settings == es.settings
+    params = _params(get_backend("numpy"))
+    state = es.init(params)
+    fitness = _fitness(es.ask(state))
+    a, _ = es.tell(state, es.ask(state), fitness)
+    b, _ = rebuilt.tell(state, rebuilt.ask(state), fitness)
+    for name in params:
+        np.testing.assert_array_equal(a.params[name], b.params[name])
+
+
+def test_repr_names_a_users_functions_and_shows_a_float_optimizer_as_sgd():
+    def my_shaping(F):
+        return F
+
+    es = egg.EGGROLL(population_size=6, antithetic=False, shaping=my_shaping, optimizer=0.1)
+    assert repr(es) == (
+        "EGGROLL(population_size=6, optimizer=sgd(learning_rate=0.1), "
+        "shaping=test_repr_names_a_users_functions_and_shows_a_float_optimizer_as_sgd.<locals>.my_shaping, "
+        "antithetic=False)"
+    )
