@@ -8,7 +8,8 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
+from . import best, checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
+from .best import BestSoFar
 from .checkpoint import CheckpointError, load, save
 from .ops import MeanOps
 from .population import Layout, Population, Settings
@@ -29,6 +30,7 @@ def __getattr__(name: str):
 __all__ = [
     "EGGROLL",
     "NAN_POLICIES",
+    "BestSoFar",
     "CheckpointError",
     "EggrollState",
     "Layout",
@@ -36,6 +38,7 @@ __all__ = [
     "Population",
     "Settings",
     "__version__",
+    "best",
     "checkpoint",
     "distributed",
     "forward",
