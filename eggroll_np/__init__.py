@@ -11,6 +11,7 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
 from . import best, checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
 from .best import BestSoFar
 from .checkpoint import CheckpointError, load, save
+from .minimize import OptimizeResult, minimize
 from .ops import MeanOps
 from .population import Layout, Population, Settings
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
@@ -35,6 +36,7 @@ __all__ = [
     "EggrollState",
     "Layout",
     "MeanOps",
+    "OptimizeResult",
     "Population",
     "Settings",
     "__version__",
@@ -45,6 +47,7 @@ __all__ = [
     "gradient",
     "leaves",
     "load",
+    "minimize",
     "models",
     "noise",
     "optim",

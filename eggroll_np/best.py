@@ -20,21 +20,25 @@ import math
 from collections.abc import Mapping
 
 from . import _checks
-from ._array_api import array_namespace, device, index_dtype, namespace_and_device, to_numpy
+from ._array_api import array_namespace, device, index_dtype, to_numpy
 from ._fitness import as_fitness
 from .population import Population
 
-__all__ = ["BestSoFar", "generation_best"]
+__all__ = ["BestSoFar", "best_of", "generation_best"]
 
 _SPLIT = 4096  # an index travels as two floats i // 4096 and i % 4096, each exact even in float32
 
 
 def generation_best(F, maximize: bool):
     """(F_b, b) of one generation's raw fitness F (N,) as 0-D arrays, with no host read: b = the lowest i with
-    Gᵢ = max_j G_j over the finite values, G = F (maximize) or −F (minimize), and F_b = F_b; (NaN, 0) when no
-    value is finite. b has the namespace's index dtype (no argmax: array-api-strict's no_x64 device refuses
-    its int64 result)."""
-    xp, dev = array_namespace(F), device(F)
+    Gᵢ = max_j G_j over the finite values, G = F (maximize) or −F (minimize), and F_b its raw fitness; (NaN, 0)
+    when no value is finite. b has the namespace's index dtype (no argmax: array-api-strict's no_x64 device
+    refuses its int64 result)."""
+    return best_of(array_namespace(F), device(F), F, maximize)
+
+
+def best_of(xp, dev, F, maximize: bool):
+    """`generation_best` of F, an array of `xp` on `dev` (what `EGGROLL.tell` calls)."""
     G = F if maximize else -F
     G = xp.where(xp.isfinite(G), G, xp.full_like(G, -math.inf))
     top = xp.max(G)
@@ -109,9 +113,9 @@ class BestSoFar:
                 )
             value, index = info_or_fitness["fitness_best"], info_or_fitness["best_index"]
         else:
-            xp, dev = namespace_and_device(pop.params)
-            value, index = generation_best(as_fitness(info_or_fitness, xp, dev, len(pop)), self.maximize)
-        xp = array_namespace(value)
+            xp, dev = pop.xp, device(next(iter(pop.params.values())))
+            value, index = best_of(xp, dev, as_fitness(info_or_fitness, xp, dev, len(pop)), self.maximize)
+        xp = pop.xp
         parts = [value, xp.astype(index // _SPLIT, value.dtype), xp.astype(index % _SPLIT, value.dtype)]
         best, high, low = (float(v) for v in to_numpy(xp.stack(parts)))
         if not self._better(best):

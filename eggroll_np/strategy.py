@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from . import _checks
 from ._array_api import detached, is_traced, namespace_and_device, sum_of_squares
 from ._fitness import as_fitness
-from .best import generation_best
+from .best import best_of
 from .gradient import es_gradient
 from .integer import sigma_shift
 from .leaves import INT8, Policy, check_leaves, check_policy, plan_leaves
@@ -249,7 +249,7 @@ class EGGROLL:
         params = dict(state.params)
         for name, delta in step.items():
             params[name] = state.params[name] + delta
-        fitness_best, best_index = generation_best(F, self.maximize)
+        fitness_best, best_index = best_of(xp, dev, F, self.maximize)
         info = {
             "fitness_mean": xp.mean(F),
             "fitness_max": xp.max(F),
