@@ -237,13 +237,13 @@ def test_sigma0_scales_the_perturbations():
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_x0_of_any_backend_is_the_backend_of_the_run(name):
     backend = get_backend(name)
-    x0 = backend.asarray(np.zeros(3), dtype=backend.xp.float32)  # N = 8 and d = 3 as in test_best (JAX compiles
-    c = backend.asarray(OPTIMUM[:3], dtype=backend.xp.float32)  # the generator once per shape)
-    result = egg.minimize(
-        lambda X: backend.xp.sum((X - c) ** 2, axis=1), x0, batched=True, population_size=8, maxiter=100
+    x0 = backend.asarray(np.zeros(3), dtype=backend.xp.float32)
+    c = backend.asarray(OPTIMUM[:3] / 4, dtype=backend.xp.float32)  # f(x0) = 0.48
+    result = egg.minimize(  # N = 8 and d = 3 as in test_best: JAX compiles the generator once per shape
+        lambda X: backend.xp.sum((X - c) ** 2, axis=1), x0, batched=True, population_size=8, maxiter=40
     )
     assert type(result.x) is type(x0) and result.x.dtype == backend.xp.float32 and result.x.shape == (3,)
-    assert result.fun < 1e-6  # from 8.0; in NumPy float32, seeds 0-7 reached at most 1.1e-8
+    assert result.fun < 1e-4  # in NumPy float32, seeds 0-7 reached at most 9.3e-7
 
 
 def test_a_list_or_an_integer_array_is_a_float64_start():
