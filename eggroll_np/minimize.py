@@ -184,10 +184,12 @@ class _Problem(NamedTuple):
 
 
 class _Trace:
-    """The run so far: per-generation device metrics, read back in one transfer when asked for."""
+    """The run so far: each generation's fitness_mean and fitness_best, kept on the device until asked for,
+    then read back in one transfer into a host buffer that grows by doubling (so a callback that asks every
+    generation costs O(1) per generation, and the histories it received stay valid)."""
 
     def __init__(self):
-        self.pending, self.mean, self.best = [], [], []
+        self.pending, self.size, self.host = [], 0, np.empty((2, 64), dtype=np.float64)
 
     def add(self, info: dict) -> None:
         self.pending.append((info["fitness_mean"], info["fitness_best"]))
@@ -195,11 +197,15 @@ class _Trace:
     def history(self) -> History:
         if self.pending:
             xp = array_namespace(self.pending[0][0])
-            host = to_numpy(xp.stack([xp.stack(pair) for pair in self.pending])).astype(np.float64)
-            self.mean.extend(host[:, 0])
-            self.best.extend(host[:, 1])
-            self.pending = []
-        return History(np.asarray(self.mean, dtype=np.float64), np.asarray(self.best, dtype=np.float64))
+            new = to_numpy(xp.stack([xp.stack(pair) for pair in self.pending])).T
+            size = self.size + new.shape[1]
+            if size > self.host.shape[1]:
+                grown = np.empty((2, max(2 * self.host.shape[1], size)), dtype=np.float64)
+                grown[:, : self.size] = self.host[:, : self.size]
+                self.host = grown
+            self.host[:, self.size : size] = new
+            self.size, self.pending = size, []
+        return History(self.host[0, : self.size], self.host[1, : self.size])
 
 
 def minimize(

@@ -116,9 +116,11 @@ def test_the_history_holds_each_generations_mean_and_best():
         means.append((values.mean(), values.min()))
         return values
 
-    result = egg.minimize(recorded, np.zeros(10), batched=True, maxiter=5)
+    lengths = []  # a callback reads the history every generation: past 64 generations its buffer grows
+    result = egg.minimize(recorded, np.zeros(10), batched=True, maxiter=70, callback=lambda r: lengths.append(r.nit))
     np.testing.assert_allclose(np.stack(result.history, axis=1), np.array(means[:-1]), rtol=1e-12)
-    assert result.history.fitness_mean.dtype == np.float64 and result.history.fitness_best.shape == (5,)
+    assert result.history.fitness_mean.dtype == np.float64 and result.history.fitness_best.shape == (70,)
+    assert lengths == list(range(1, 71))
 
 
 # ---- stopping rules ---------------------------------------------------------------------------------------
@@ -136,12 +138,15 @@ def test_maxfev_stops_where_another_generation_and_the_mean_would_pass_it():
     assert result.message == "maxfev=100 evaluations leave no room for another generation of 20 and the mean"
 
 
-def test_ftarget_stops_at_the_first_generation_that_reaches_it():
-    result = egg.minimize(sphere, np.zeros(10), ftarget=1e-2, batched=True)
-    best = np.fmin.accumulate(result.history.fitness_best)
-    assert best[-1] <= 1e-2 < best[-2] and result.fun <= 1e-2
+@pytest.mark.parametrize(("maximize", "sign"), [(False, 1.0), (True, -1.0)])
+def test_ftarget_stops_at_the_first_generation_that_reaches_it(maximize, sign):
+    result = egg.minimize(
+        lambda X: sign * sphere(X), np.zeros(10), ftarget=sign * 1e-2, batched=True, maximize=maximize
+    )
+    best = np.fmin.accumulate(sign * result.history.fitness_best)
+    assert best[-1] <= 1e-2 < best[-2] and sign * result.fun <= 1e-2
     assert (result.status, result.success) == ("ftarget", True)
-    assert result.message == "the best value reached ftarget=0.01"
+    assert result.message == f"the best value reached ftarget={sign * 0.01:g}"
 
 
 def test_stagnation_stops_when_the_best_has_not_improved_for_patience_generations():
@@ -175,6 +180,7 @@ def test_a_callback_sees_the_run_so_far_and_stops_it_by_returning_true():
     for r in seen:
         assert r.status == "running" and len(r.history.fitness_best) == r.nit
         assert r.fun == np.min(r.history.fitness_best) == sphere(r.x)
+    np.testing.assert_array_equal(seen[0].history.fitness_mean, result.history.fitness_mean[:1])  # still valid
 
 
 def test_a_callback_returning_something_else_than_a_bool_or_none_is_an_error():
