@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from . import _checks
-from ._array_api import array_namespace, device, index_dtype, to_numpy
+from ._array_api import array_namespace, device, index_dtype, is_numpy_namespace, to_numpy
 from ._fitness import as_fitness
 from .population import Population
 
@@ -38,7 +40,14 @@ def generation_best(F, maximize: bool):
 
 
 def best_of(xp, dev, F, maximize: bool):
-    """`generation_best` of F, an array of `xp` on `dev` (what `EGGROLL.tell` calls)."""
+    """`generation_best` of F, an array of `xp` on `dev` (what `EGGROLL.tell` calls): NumPy's own argmax on
+    NumPy (a fifth of the time at small N), the portable reductions elsewhere."""
+    if is_numpy_namespace(xp):
+        return _best_numpy(F, maximize)
+    return _best_portable(xp, dev, F, maximize)
+
+
+def _best_portable(xp, dev, F, maximize: bool):
     G = F if maximize else -F
     G = xp.where(xp.isfinite(G), G, xp.full_like(G, -math.inf))
     top = xp.max(G)
@@ -46,6 +55,13 @@ def best_of(xp, dev, F, maximize: bool):
     index = xp.min(xp.where(G == top, positions, xp.full_like(positions, F.shape[0])))
     value = top if maximize else -top
     return xp.where(xp.isfinite(top), value, xp.full_like(top, math.nan)), index
+
+
+def _best_numpy(F, maximize: bool):
+    G = F if maximize else -F
+    index = int(np.argmax(np.where(np.isfinite(G), G, -np.inf)))  # the first maximum
+    value = F[index] if np.isfinite(G[index]) else np.nan
+    return np.asarray(value, dtype=F.dtype), np.asarray(index, dtype=np.int64)
 
 
 def _direction(strategy, maximize) -> bool:

@@ -3,6 +3,7 @@
 import math
 import re
 
+import array_api_compat.numpy as compat_numpy
 import numpy as np
 import pytest
 from helpers import ALL_BACKENDS, BACKEND_NAMES, get_backend, np_of
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 import eggroll_np as egg
 from eggroll_np import best as best_module
 from eggroll_np import random
-from eggroll_np.best import generation_best
+from eggroll_np.best import _best_portable, generation_best
 
 backends = pytest.mark.parametrize("name", ALL_BACKENDS)
 
@@ -48,15 +49,17 @@ finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
 @given(st.lists(finite_or_not, min_size=1, max_size=12), st.booleans())
-def test_generation_best_is_the_first_extreme_among_the_finite_values(values, maximize):
+def test_both_paths_give_the_first_extreme_among_the_finite_values(values, maximize):
     F = np.asarray(values, dtype=np.float32)
-    value, index = generation_best(F, maximize)
     finite = np.flatnonzero(np.isfinite(F))
-    if not finite.size:
-        assert np.isnan(value) and index == 0
-        return
-    extreme = F[finite].max() if maximize else F[finite].min()
-    assert value == extreme and index == finite[F[finite] == extreme][0]
+    paths = {"numpy": generation_best(F, maximize), "portable": _best_portable(compat_numpy, "cpu", F, maximize)}
+    for path, (value, index) in paths.items():
+        assert value.shape == index.shape == () and value.dtype == np.float32, path
+        if not finite.size:
+            assert np.isnan(value) and index == 0, path
+            continue
+        extreme = F[finite].max() if maximize else F[finite].min()
+        assert value == extreme and index == finite[F[finite] == extreme][0], path
 
 
 def test_a_traced_generation_reports_the_best_of_the_eager_one():
