@@ -56,7 +56,7 @@ def test_a_noisy_sphere_ends_near_its_optimum():
     evaluation, so its noise-free value is what is bounded."""
     rng = np.random.default_rng(0)
     result = egg.minimize(lambda X: sphere(X) + 0.1 * rng.standard_normal(X.shape[0]), np.zeros(10), batched=True)
-    assert sphere(result.x) < 1.0  # noise-free value; seeds 0-7 reached at most 0.16, from 16.3
+    assert sphere(result.x) < 1.0  # noise-free; seeds 0-7 (noise seeded alike) reached at most 0.096, from 16.3
     assert result.status == "stagnation" and result.success
 
 
