@@ -8,8 +8,10 @@ array API (NumPy, CuPy, JAX, PyTorch, array-api-strict).
     state, info = es.tell(state, pop, fitness)
 """
 
-from . import checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
+from . import best, checkpoint, forward, gradient, leaves, models, noise, optim, random, schedules, shaping
+from .best import BestSoFar
 from .checkpoint import CheckpointError, load, save
+from .minimize import OptimizeResult, minimize
 from .ops import MeanOps
 from .population import Layout, Population, Settings
 from .strategy import EGGROLL, NAN_POLICIES, EggrollState
@@ -29,19 +31,23 @@ def __getattr__(name: str):
 __all__ = [
     "EGGROLL",
     "NAN_POLICIES",
+    "BestSoFar",
     "CheckpointError",
     "EggrollState",
     "Layout",
     "MeanOps",
+    "OptimizeResult",
     "Population",
     "Settings",
     "__version__",
+    "best",
     "checkpoint",
     "distributed",
     "forward",
     "gradient",
     "leaves",
     "load",
+    "minimize",
     "models",
     "noise",
     "optim",

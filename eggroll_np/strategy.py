@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 from . import _checks
 from ._array_api import detached, is_traced, namespace_and_device, sum_of_squares
 from ._fitness import as_fitness
+from .best import best_of
 from .gradient import es_gradient
 from .integer import sigma_shift
 from .leaves import INT8, Policy, check_leaves, check_policy, plan_leaves
@@ -241,7 +242,9 @@ class EGGROLL:
         numbers (the dtype rule: `eggroll_np._fitness`, docs/algorithm.md "Fitness").
 
         f = shaping(±F); g = 1/(Nσ) Σᵢ fᵢ sᵢ ε_{k(i)} per leaf; θ ← θ + optimizer step. Returns the new
-        state and 0-D array metrics: fitness_mean, fitness_max, fitness_min (of F as given) and grad_norm.
+        state and 0-D array metrics: fitness_mean, fitness_max, fitness_min (of F as given), fitness_best
+        and best_index (the best finite F in the strategy's direction, max or min, and the first member that
+        has it; NaN and 0 when no F is finite: `best.generation_best`) and grad_norm.
         Nothing changes unless every check passes: `pop` was asked from `state` by this strategy, F is
         finite (nan_policy="raise"), the shaping returns (N,), the learning rate at generation t is valid.
         """
@@ -260,10 +263,13 @@ class EGGROLL:
         params = dict(state.params)
         for name, delta in step.items():
             params[name] = state.params[name] + delta
+        fitness_best, best_index = best_of(xp, dev, F, self.maximize)
         info = {
             "fitness_mean": xp.mean(F),
             "fitness_max": xp.max(F),
             "fitness_min": xp.min(F),
+            "fitness_best": fitness_best,
+            "best_index": best_index,
             "grad_norm": xp.sqrt(sum_of_squares(xp, grads.values())),
         }
         return EggrollState(params=params, opt_state=opt_state, generation=state.generation + 1), info

@@ -362,13 +362,15 @@ def test_a_cupy_generation_keeps_everything_on_the_gpu_in_float32():
         **{f"params[{k}]": v for k, v in state.params.items()},
         **{f"mu[{k}]": v for k, v in state.opt_state.mu.items()},
         **{f"noise[{k}].{f}": a for k, n in pop.noise.items() for f, a in zip(n._fields, n, strict=True)},
-        **{f"info[{k}]": v for k, v in info.items()},
+        **{f"info[{k}]": v for k, v in info.items() if k != "best_index"},
         "y": y,
     }
     for where, value in arrays.items():
         assert isinstance(value, cupy.ndarray) and value.device == dev, where
         assert value.dtype == xp.float32, where
     assert all(value.ndim == 0 for value in info.values())
+    index = info["best_index"]
+    assert isinstance(index, cupy.ndarray) and index.device == dev and index.dtype == xp.int64
 
 
 @gpu

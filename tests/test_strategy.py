@@ -45,7 +45,7 @@ def test_a_generation_keeps_shapes_dtypes_and_frozen_leaves_and_advances_the_cou
             assert state.params[leaf].shape == value.shape and state.params[leaf].dtype == dtype
         assert state.params["frozen"] is params["frozen"]
         assert not np.array_equal(np_of(state.params["w"]), np_of(params["w"]))
-        assert set(info) == {"fitness_mean", "fitness_max", "fitness_min", "grad_norm"}
+        assert set(info) == {"fitness_mean", "fitness_max", "fitness_min", "fitness_best", "best_index", "grad_norm"}
         assert all(v.shape == () for v in info.values())
 
 
