@@ -174,7 +174,15 @@ def evosax_case(n: int, batch: int, sizes=(64, 256, 256, 10), generations: int =
 
 def digits_parts(n: int, batch: int, repeats: int, sizes=(64, 256, 256, 10)) -> list[dict]:
     """Medians (ms) of the digits generation's parts on NumPy, interleaved with plain inference: `ask`, the
-    population forward, the log-softmax fitness on its outputs, `tell`: where a generation's time goes."""
+    population forward, the log-softmax fitness on its outputs, `tell`: where a generation's time goes.
+
+    Then the floor of the work a NumPy generation adds to plain inference, which no implementation on
+    NumPy's ufuncs and matmul avoids: NumPy's own fastest normals (PCG64 ziggurat) for as many numbers as
+    `ask` draws; per layer with per-member inputs (all but the first), one read of its inputs (x Bₖ) and one
+    read-and-write pass over its outputs (adding (x Bₖ) Aₖᵀ); the fitness and `tell` as measured. Against it
+    stands what the generation saves: the first layer runs once on the shared batch, not on N × b rows
+    (plain inference's first-layer product, counted whole, an overestimate of the saving). The bound
+    plain / (plain − saving + floor) is the best ratio such a generation can reach."""
     xp, dev = backend_namespace("numpy")
     es, state, fitness, plain = digits_case(xp, dev, n=n, batch=batch, sizes=sizes, compiled=True)
     rng = np.random.default_rng(0)  # digits_case's batch and labels
@@ -189,6 +197,7 @@ def digits_parts(n: int, batch: int, repeats: int, sizes=(64, 256, 256, 10)) -> 
         "tell": lambda: es.tell(state, pop, fitnesses),
         "plain inference": lambda: plain(state.params),
     }
+    parts.update(_floor_parts(pop, state.params, n * batch, sizes))
     times = {name: [] for name in parts}
     for _ in range(repeats):
         for name, call in parts.items():
@@ -196,6 +205,33 @@ def digits_parts(n: int, batch: int, repeats: int, sizes=(64, 256, 256, 10)) -> 
             call()
             times[name].append(time.perf_counter() - start)
     return [{"part": name, "ms": 1e3 * statistics.median(samples)} for name, samples in times.items()]
+
+
+def parts_ratios(rows: list[dict]) -> dict:
+    """The generation's ratio from its parts summed, and the bound from the floor (see `digits_parts`)."""
+    ms = {row["part"]: row["ms"] for row in rows}
+    plain, fitness_and_tell = ms["plain inference"], ms["log-softmax fitness"] + ms["tell"]
+    floor = sum(v for k, v in ms.items() if k.startswith("floor")) + fitness_and_tell
+    return {
+        "measured": plain / (ms["ask"] + ms["population forward"] + fitness_and_tell),
+        "bound": plain / (plain - ms["saving: plain's first-layer product"] + floor),
+    }
+
+
+def _floor_parts(pop, params: dict, rows: int, sizes) -> dict:
+    """The floor's timed calls (see `digits_parts`) on arrays of the digits shapes."""
+    count = sum(int(np.size(array)) for noise in pop.noise.values() for array in noise)
+    generator = np.random.default_rng(1)
+    inputs = [np.ones((rows, width), np.float32) for width in sizes[1:-1]]  # inputs of the per-member layers
+    outputs = [np.ones((rows, width), np.float32) for width in sizes[2:]]
+    first = np.ones((rows, sizes[0]), np.float32)
+    weight = params["layers.0.w"]
+    return {
+        "floor: normals (NumPy PCG64)": lambda: generator.standard_normal(count, dtype=np.float32),
+        "floor: read each per-member layer's inputs": lambda: [np.sum(x) for x in inputs],
+        "floor: add into each per-member layer's outputs": lambda: [np.add(y, 1.0, out=y) for y in outputs],
+        "saving: plain's first-layer product": lambda: first @ weight.T,
+    }
 
 
 def _sync(xp, result) -> None:
@@ -232,6 +268,8 @@ def main(argv=None) -> list[dict]:
     if args.parts:
         rows = digits_parts(**digits, repeats=2 if args.quick else args.repeats)
         print(markdown_table(rows))
+        ratios = parts_ratios(rows)
+        print(f"ratio from the parts {ratios['measured']:.3f}; bound from the floor {ratios['bound']:.3f}")
         return rows
     wide = dict(n=64, d=64) if args.quick else dict(n=2048, d=1024)
     repeats = 2 if args.quick else args.repeats

@@ -81,9 +81,14 @@ def test_generation_benchmark_times_the_parts_of_a_numpy_generation(capsys):
         "log-softmax fitness",
         "tell",
         "plain inference",
+        "floor: normals (NumPy PCG64)",
+        "floor: read each per-member layer's inputs",
+        "floor: add into each per-member layer's outputs",
+        "saving: plain's first-layer product",
     ]
     assert all(row["ms"] > 0 for row in rows)
-    assert "| part | ms |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| part | ms |" in out and "bound from the floor" in out
 
 
 def test_envs_benchmark_runs_in_quick_mode(capsys):
