@@ -17,7 +17,7 @@ from ._files import replace_atomically
 
 __all__ = ["plot_run"]
 
-_NOT_METRICS = {"generation", "fitness_mean", "fitness_max", "fitness_min", "grad_norm"}
+_NOT_METRICS = {"generation", "fitness_mean", "fitness_max", "fitness_min", "fitness_best", "best_index", "grad_norm"}
 LOG_SCALE_SPAN = 100.0  # max / min of an axis's values from which it is drawn on a log scale
 
 

@@ -3,9 +3,10 @@ generation, a metrics log, atomic checkpoints, a progress bar, a plot at the end
 
 A run directory holds
     config.json      the full configuration (task, strategy settings, seed, backend, task options)
-    metrics.jsonl    one JSON line per generation: fitness mean/max/min, grad_norm, and the evaluation
-                     metrics on the generations that evaluate; "generation" counts generations completed,
-                     and a first line for generation 0 holds the evaluation of the initial parameters
+    metrics.jsonl    one JSON line per generation: tell's info (fitness mean/max/min/best, best_index,
+                     grad_norm) and the evaluation metrics on the generations that evaluate; "generation"
+                     counts generations completed, and a first line for generation 0 holds the evaluation
+                     of the initial parameters
     checkpoint.npz   the state after the last checkpointed generation (see `checkpoint`)
     curves.png       learning curves, written at the end (`plotting`)
     summary.json     the final evaluation, the best fitness of any member and its generation, and the run's speed
@@ -426,7 +427,8 @@ def _progress_bar(run: Run, enabled: bool, *, file=None, ncols: int | None = Non
 
 
 def _record(generation: int, info: dict) -> dict:
-    return {"generation": generation, **{k: float(v) for k, v in info.items()}}
+    """A metrics line: tell's info as Python numbers (best_index an int, the rest floats)."""
+    return {"generation": generation, **{k: int(v) if k == "best_index" else float(v) for k, v in info.items()}}
 
 
 def _fixed(value: float | None) -> str:

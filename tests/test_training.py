@@ -127,6 +127,9 @@ def test_k_generations_plus_a_resume_of_k_equal_2k_generations_bit_for_bit(tmp_p
     for x, y in zip(_metrics(straight), _metrics(split), strict=True):
         assert {k: v for k, v in y.items() if k in x} == x
     maximize = make_strategy(config()).maximize
+    for record in _metrics(straight)[1:]:  # tell's best member, logged as its value and an int index
+        assert record["fitness_best"] == record["fitness_max" if maximize else "fitness_min"]
+        assert type(record["best_index"]) is int
     best = _best(_metrics(straight), maximize, 6)
     assert (summaries["straight"]["best_fitness"], summaries["straight"]["best_generation"]) == (
         best["fitness_max" if maximize else "fitness_min"],
