@@ -15,7 +15,8 @@ from latex2mathml.converter import convert
 from mkdocs.exceptions import PluginError
 
 _MARKED = re.compile(
-    r'<(?P<tag>span|div) class="arithmatex">\\[(\[](?P<tex>.*?)\\[)\]]</(?P=tag)>(?P<punctuation>[,.;:!?)\]]*)',
+    r'(?P<opening>[(\[]?)<(?P<tag>span|div) class="arithmatex">\\[(\[](?P<tex>.*?)\\[)\]]</(?P=tag)>'
+    r"(?P<closing>[,.;:!?)\]]*)",
     re.DOTALL,
 )
 _TAG = re.compile(r"<[^>]+>")
@@ -42,8 +43,8 @@ def on_page_content(html: str, page, **kwargs) -> str:
             math = mathml(tex, "block" if tag == "div" else "inline")
         except ValueError as error:
             raise PluginError(f"{page.file.src_uri}: {error}") from None
-        # Browsers may break a line between a formula and the punctuation after it; kept in one nowrap span, they stay
-        # together (docs/css/math.css).
-        return f'<{tag} class="arithmatex">{math}{marked["punctuation"]}</{tag}>'
+        # Browsers may break a line between a formula and a bracket or punctuation next to it; kept in one nowrap
+        # span, they stay together (docs/css/math.css).
+        return f'<{tag} class="arithmatex">{marked["opening"]}{math}{marked["closing"]}</{tag}>'
 
     return _MARKED.sub(replace, html)
