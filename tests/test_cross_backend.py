@@ -39,7 +39,7 @@ def _run(backend, dtype_name):
     return {k: np_of(v) for k, v in state.params.items()}
 
 
-# How far a backend's normals may lie from NumPy's: 4 ulp for the CPU backends (DESIGN §2), 16 for CuPy
+# How far a backend's normals may lie from NumPy's: 4 ulp for the CPU backends (docs/design.md, Noise), 16 for CuPy
 # (CUDA's normals within 7 ulp of the exact Box–Muller values, NumPy's within 8.5; see tests/test_cupy.py).
 NOISE_ULP = {"cupy": 16}
 

@@ -1,11 +1,13 @@
 """The documentation site builds in strict mode (any warning fails), offline, and holds the API reference."""
 
 import html
+import importlib.util
 import inspect
 import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 pytest.importorskip("mkdocs", reason="the docs extra is not installed")
 pytest.importorskip("material", reason="the docs extra is not installed")
 pytest.importorskip("mkdocstrings_handlers.python", reason="the docs extra is not installed")
+pytest.importorskip("latex2mathml", reason="the docs extra is not installed")
 yaml = pytest.importorskip("yaml")
 
 import eggroll_np as egg  # noqa: E402
@@ -39,6 +42,56 @@ def _nav_pages(node) -> list[str]:
 def _text(page_html: str) -> str:
     """The visible text of a page, whitespace collapsed."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page_html)).split())
+
+
+def _prose(page_html: str) -> str:
+    """The visible text of a page's article outside code, with the TeX annotations of its formulas left out."""
+    article = page_html[page_html.index("<article") : page_html.index("</article>")]
+    return _text(re.sub(r"<(pre|code|annotation)\b.*?</\1>", " ", article, flags=re.DOTALL))
+
+
+def _page(site: Path, page: str) -> str:
+    """The built HTML of a page given by its path under docs/ (`algorithm.md`)."""
+    built = page.removesuffix(".md").removesuffix("index").rstrip("/")
+    return (site / built / "index.html").read_text(encoding="utf-8")
+
+
+def _formulas(markdown: str) -> int:
+    """How many $...$ and $$...$$ formulas a page's Markdown holds outside fenced blocks and inline code."""
+    prose = re.sub(r"^\s*```.*?^\s*```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    display = re.findall(r"\$\$.+?\$\$", prose, flags=re.DOTALL)
+    inline = re.findall(r"\$[^$]+\$", re.sub(r"\$\$.+?\$\$", "", prose, flags=re.DOTALL))
+    return len(display) + len(inline)
+
+
+def _math(page_html: str, tex: str) -> ET.Element:
+    """The MathML element of the formula whose TeX source is `tex` (its annotation)."""
+    for math in re.findall(r"<math\b.*?</math>", page_html, flags=re.DOTALL):
+        root = ET.fromstring(math)
+        if "".join(root.itertext()).endswith(tex):
+            return root
+    raise AssertionError(f"no formula {tex!r} on the page")
+
+
+def _flat_html(fragment: str) -> str:
+    """The text of an HTML fragment, tags removed and entities decoded (whitespace kept)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def _tag(element: ET.Element) -> str:
+    return element.tag.rpartition("}")[2]
+
+
+def _find(root: ET.Element, tag: str) -> list[ET.Element]:
+    return [element for element in root.iter() if _tag(element) == tag]
+
+
+def _flat(element: ET.Element) -> str:
+    return "".join(element.itertext())
+
+
+PAGES = sorted(str(p.relative_to(DOCS)) for p in DOCS.glob("*.md"))
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +123,8 @@ def test_the_config_is_strict_offline_and_complete():
     assert not missing, f"pages in the nav that do not exist: {missing}"
     unlisted = sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md") if str(p.relative_to(DOCS)) not in pages)
     assert not unlisted, f"pages missing from the nav: {unlisted}"
+    assert config["hooks"] == ["docs_hooks/mathml.py"]  # TeX becomes MathML at build time: no script loads
+    assert all((DOCS / css).is_file() for css in config["extra_css"])
 
 
 def test_the_site_builds_in_strict_mode_with_every_nav_page(site):
@@ -92,3 +147,78 @@ def test_the_reference_renders_the_docstrings(site):
 def test_the_site_makes_no_request_to_google_fonts(site):
     for page in site.rglob("*.html"):
         assert "fonts.googleapis.com" not in page.read_text(encoding="utf-8"), page
+
+
+def test_the_site_loads_no_script_from_elsewhere(site):
+    for page in site.rglob("*.html"):
+        sources = re.findall(r"<script[^>]*\bsrc=\"([^\"]*)\"", page.read_text(encoding="utf-8"))
+        assert not [src for src in sources if re.match(r"[a-z]+:|//", src)], page
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_formula_of_a_page_is_rendered_as_mathml(site, page):
+    built = _page(site, page)
+    assert built.count("<math") == _formulas((DOCS / page).read_text(encoding="utf-8"))
+    assert 'class="arithmatex">\\(' not in built and 'class="arithmatex">\\[' not in built  # no TeX left unconverted
+    prose = _prose(built)
+    assert "$" not in prose, f"{page}: a $ outside code reads {prose[prose.index('$') - 60 : prose.index('$') + 60]!r}"
+    leaks = re.findall(r".{0,40}(?:\\[a-zA-Z]+|[_^]\{).{0,40}", prose)
+    assert not leaks, f"{page}: raw TeX in the visible text: {leaks}"
+
+
+def test_the_algorithm_page_renders_its_formulas_as_the_expected_mathml(site):
+    page = _page(site, "algorithm.md")
+    assert page.count("<math") >= 100
+
+    gradient = _math(page, r"g = \frac{1}{N\sigma} \sum_{i} f_i\, s_i\, \varepsilon_{k(i)}")
+    assert gradient.get("display") == "block"
+    (fraction,) = _find(gradient, "mfrac")
+    assert [_flat(part) for part in fraction] == ["1", "Nσ"]
+    (total,) = _find(gradient, "munder")  # a displayed sum takes its index below it
+    assert [_flat(part) for part in total] == ["∑", "i"]
+    assert ["ε", "k(i)"] in [[_flat(part) for part in sub] for sub in _find(gradient, "msub")]
+
+    gemm = _math(page, r"\frac{1}{N\sigma\sqrt{r}}\, \tilde{A}^\top \tilde{B}")
+    assert [_flat(part) for part in _find(gemm, "msqrt")] == ["r", "r"]  # both fractions
+    hats = [[_flat(part) for part in over] for over in _find(gemm, "mover")]
+    assert hats == [["A", "~"], ["B", "~"]]  # \tilde over A and over B
+    assert ["A~", "⊤"] in [[_flat(part) for part in sup] for sup in _find(gemm, "msup")]
+
+    member = _math(page, r"\theta_i = \theta + \sigma\, s_i\, \varepsilon_{k(i)}")
+    assert member.get("display") == "block"
+    assert _math(page, r"s_i = (-1)^i").get("display") == "inline"
+
+
+def test_an_unknown_tex_command_fails_the_build():
+    spec = importlib.util.spec_from_file_location("mathml_hook", ROOT / "docs_hooks" / "mathml.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    assert "<mfrac>" in hook.mathml(r"\frac{1}{2}", "inline")
+    with pytest.raises(ValueError, match="does not know"):
+        hook.mathml(r"\frac{1}{\sigmaa}", "inline")
+    with pytest.raises(ValueError, match="invalid MathML"):
+        hook.mathml(r"\begin{aligned} a &= b \end{aligned}", "block")  # latex2mathml leaves a bare & there
+
+
+def test_no_list_renders_as_a_paragraph_of_dashes(site):
+    """A block inside a list item needs 4 spaces; with fewer, the items after it become text of a paragraph."""
+    broken = []
+    for page in sorted(site.rglob("*.html")):
+        for paragraph in re.findall(r"<p>(.*?)</p>", page.read_text(encoding="utf-8"), flags=re.DOTALL):
+            text = _flat_html(paragraph)
+            if re.search(r"(^|\n)\s*(- |\d+\. )", text):
+                broken.append(f"{page.relative_to(site)}: {text[:80]!r}")
+    assert not broken, broken
+
+
+def test_long_signatures_are_wrapped_to_the_configured_line_length(site):
+    """mkdocstrings wraps a signature longer than `line_length` only where a formatter (ruff, the docs extra) is."""
+    python = next(p for p in _config()["plugins"] if isinstance(p, dict) and "mkdocstrings" in p)
+    line_length = python["mkdocstrings"]["handlers"]["python"]["options"]["line_length"]
+    page = _page(site, "reference/strategy.md")
+    signatures = re.findall(r'<div class="doc-signature highlight"><pre>(.*?)</pre>', page, flags=re.DOTALL)
+    (lines,) = [text.splitlines() for text in map(_flat_html, signatures) if text.startswith("EGGROLL(")]
+    assert lines[0] == "EGGROLL(" and lines[-1] == ")", f"the signature of EGGROLL is not wrapped: {lines[0][:100]}"
+    names = [line.strip().partition(":")[0] for line in lines[1:-1]]
+    assert names == list(inspect.signature(egg.EGGROLL).parameters)  # one parameter a line
+    assert max(map(len, lines)) <= line_length

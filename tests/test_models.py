@@ -384,7 +384,7 @@ def test_init_gives_the_documented_leaves_in_the_backend_dtype_and_device(name):
 
 @pytest.mark.parametrize("name", [n for n in BACKEND_NAMES if n != "numpy"])
 def test_init_agrees_with_numpy_to_the_generators_4_ulp(name):
-    """Uniform bits are identical on every backend and Box–Muller normals agree to 4 ulp (DESIGN §2); the
+    """Uniform bits are identical on every backend and Box–Muller normals agree to 4 ulp (docs/design.md, Noise); the
     fan-ins are powers of 4, so each std is a power of 2 and scaling by it is exact."""
     backend = get_backend(name)
     models = (_mlp(), _gru())

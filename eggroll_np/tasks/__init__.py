@@ -2,6 +2,7 @@
 evaluation, and names the settings that suit it.
 
 A task is a class with
+
 - `summary`, `metric` (the evaluation's headline number) and `metric_goal` (None or a value the default run
   should reach); its name is its key in `TASKS`;
 - `defaults`: the run settings that suit it where they differ from `training.DEFAULTS` (population_size,
@@ -15,6 +16,7 @@ A task is a class with
 - `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
 - `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`
   of Python floats, or strings reported as text (the one place a run reads values back from the device).
+
 fitness must be a pure function of (params, generation, config): minibatches and environment seeds come
 from (seed, generation), so a resumed run repeats an uninterrupted one bit for bit.
 """
