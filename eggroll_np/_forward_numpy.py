@@ -20,9 +20,13 @@ def _block_directions(rows_per_direction: int, width: int, itemsize: int) -> int
     return max(1, _BLOCK_BYTES // max(1, rows_per_direction * width * itemsize))
 
 
+_VECDOT_MIN_WIDTH = 64  # below this input width NumPy's vecdot loop is slower than batched matmul (5× at n = 16)
+
+
 def _coefficients(x_block, b_block):
-    """x Bₖ for a block of directions, (K, c, r): a row-wise dot product when r = 1 (faster than matmul)."""
-    if b_block.shape[-1] == 1:
+    """x Bₖ for a block of directions, (K, c, r): a row-wise dot product when r = 1 and rows are long (faster
+    than matmul there: 0.66 against 0.80 ms at K = 1024, c = 2, n = 1024), else a batched matmul."""
+    if b_block.shape[-1] == 1 and x_block.shape[-1] >= _VECDOT_MIN_WIDTH:
         return np.vecdot(x_block, b_block[:, None, :, 0])[..., None]
     return np.matmul(x_block, b_block)
 
