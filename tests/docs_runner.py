@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import textwrap
 import traceback
 from dataclasses import dataclass, field
 
@@ -33,7 +32,7 @@ _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 @dataclass(frozen=True)
 class Block:
     """A fenced block: its language (the info string's first word), first line of content (1-based) and
-    content, dedented by the fence's indentation."""
+    content, less the fence's indentation."""
 
     language: str
     line: int
@@ -70,7 +69,7 @@ def fenced_blocks(markdown: str) -> list[tuple[Block, int]]:
         end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), len(lines))
         body = "\n".join(line.removeprefix(indent) for line in lines[i + 1 : end])
         language = (opening["info"].split() or [""])[0]
-        blocks.append((Block(language, i + 2, textwrap.dedent(body + "\n") if body else ""), end + 1))
+        blocks.append((Block(language, i + 2, body + "\n" if body else ""), end + 1))
         i = end + 1
     return blocks
 

@@ -132,6 +132,8 @@ def test_an_indented_block_in_a_list_runs_and_is_compared():
     assert example.code.text == 'print("in a list")\n' and example.expected.text == "in a list\n"
     assert not run_page(page, "list.md").problems
     assert run_page(page.replace("  in a list\n  ```", "  in a lisp\n  ```"), "list.md").problems
+    leading_spaces = "```python\nprint('  two spaces')\n```\n\n```text\n  two spaces\n```\n"
+    assert not run_page(leading_spaces, "spaces.md").problems  # an output's own indentation is kept
 
 
 def _run_script(path, argv):
@@ -191,6 +193,29 @@ def test_generation_benchmark_times_the_parts_of_a_numpy_generation(capsys):
     ]
     assert all(row["ms"] > 0 for row in rows)
     assert "| part | ms |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "block_cma",
+    [pytest.param(False, id="cma as installed", marks=pytest.mark.slow), pytest.param(True, id="cma not importable")],
+)  # importing pycma (scipy.stats, matplotlib) alone takes seconds
+def test_which_tool_benchmark_runs_in_quick_mode_and_says_when_it_skips_pycma(block_cma, monkeypatch, capsys):
+    with_cma = importlib.util.find_spec("cma") is not None and not block_cma  # pycma is an optional comparison
+    if block_cma:
+        monkeypatch.setitem(sys.modules, "cma", None)  # `import cma` raises ImportError
+    results = _run_script(ROOT / "bench" / "which_tool.py", ["--quick"])
+    out = capsys.readouterr().out
+    assert ("pycma: skipped, cma is not importable" in out) is not with_cma
+    pycma = ["pycma CMA-ES", "pycma IPOP-CMA-ES"] if with_cma else []
+    assert [row["method"] for row in results["rastrigin"]] == ["EGGROLL", "EGGROLL", *pycma]
+    assert [row["method"] for row in results["ellipsoid"]] == ["EGGROLL", *pycma[:1]]
+    shapes = ["4 × 4", "8 × 8", "256 × 256"]  # pycma gets EGGROLL's evaluations, its seconds, no run (memory)
+    methods = [*pycma[:1], "EGGROLL"]
+    assert [(row["method"], row["W"]) for row in results["matrix"]] == [(m, s) for s in shapes for m in methods]
+    not_run = [row["W"] for row in results["matrix"] if row["relative error"] == "not run"]
+    assert not_run == (["256 × 256"] if with_cma else [])
+    assert all(isinstance(row["seconds"], float) and row["evaluations"] > 0 for row in results["rastrigin"])
+    assert results["vector"][0]["ratio"] > 0
 
 
 def test_envs_benchmark_runs_in_quick_mode(capsys):
