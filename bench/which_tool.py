@@ -37,7 +37,7 @@ each method from the same start with fixed seeds (EGGROLL seed 0, pycma seed 1):
 pycma (`pip install cma`) is an optional comparison, never a dependency: where it is not importable, its rows
 are skipped with a line saying so, and the EGGROLL rows still run.
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/which_tool.py        # every part, one BLAS thread each
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/which_tool.py        # every part, one BLAS thread: ~5 minutes
     .venv/bin/python bench/which_tool.py --part rastrigin              # one part
     .venv/bin/python bench/which_tool.py --quick                       # tiny sizes: a smoke run, seconds
 """
