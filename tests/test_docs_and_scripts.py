@@ -1,30 +1,139 @@
-"""Documentation code runs as written, and the example and benchmark scripts run."""
+"""Documentation code runs as written and prints what the page shows; the example and benchmark scripts run.
+
+Every ```python block of docs/*.md runs, the blocks of a page in order in one namespace, and what a block
+prints must equal the ```text block right after it (tests/docs_runner.py states the convention: exact
+lines up to trailing whitespace; a line marked `# machine-dependent` is compared without its numbers and
+reported in the warnings summary as not compared). A block that prints without an expected output fails.
+"""
 
 import importlib.util
-import re
 import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from docs_runner import examples, run_page
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-BLOCKS = [
-    pytest.param(block, id=f"{page.name}:{n}")
-    for page in sorted((ROOT / "docs").glob("*.md"))
-    for n, block in enumerate(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")))
-]
+PAGES = [page for page in sorted((ROOT / "docs").glob("*.md")) if examples(page.read_text(encoding="utf-8"))]
+
+
+def _page_param(page: Path):
+    """A page whose blocks start a local Ray instance carries the ray marker (and slow: Ray takes ~15 s)."""
+    ray = "RayEvaluator(" in page.read_text(encoding="utf-8")
+    return pytest.param(page, id=page.name, marks=[pytest.mark.ray, pytest.mark.slow] if ray else [])
 
 
 def test_the_docs_have_python_examples():
-    assert len(BLOCKS) >= 5
+    assert sum(len(examples(page.read_text(encoding="utf-8"))) for page in PAGES) >= 5
 
 
-@pytest.mark.parametrize("code", BLOCKS)
-def test_every_python_block_in_the_docs_runs(code):
-    exec(compile(code, "<docs>", "exec"), {"__name__": "__docs__"})
+@pytest.mark.filterwarnings("always:not compared:UserWarning")
+@pytest.mark.parametrize("page", [_page_param(page) for page in PAGES])
+def test_every_python_block_in_the_docs_prints_what_the_page_shows(page):
+    run = run_page(page.read_text(encoding="utf-8"), str(page.relative_to(ROOT)))
+    for line in run.not_compared:
+        warnings.warn(f"not compared (machine-dependent): {line}", UserWarning, stacklevel=1)
+    if run.problems:
+        pytest.fail("\n\n".join(run.problems), pytrace=False)
+
+
+WRONG_PAGE = """# A page
+
+```python
+print(1 + 1)
+print("same")
+```
+
+```text
+3
+same
+```
+"""
+
+
+def test_the_runner_fails_a_wrong_output_naming_the_page_line():
+    run = run_page(WRONG_PAGE, "wrong.md")
+    assert run.problems == [
+        "wrong.md:3: the output differs from the page\n  line 9: the page shows '3', the block printed '2'"
+    ]
+    assert not run_page(WRONG_PAGE.replace("3\n", "2\n"), "right.md").problems  # the same page, corrected
+
+
+def test_the_runner_fails_a_block_that_prints_without_an_expected_output():
+    page = """```python
+print("hello")
+```
+
+Prose in between: the text block below is not the output of the block above.
+
+```text
+hello
+```
+"""
+    (problem,) = run_page(page, "missing.md").problems
+    assert problem.startswith("missing.md:1: the block prints but no ```text block follows it")
+
+
+def test_the_runner_fails_an_output_that_is_not_printed_and_a_line_that_is_missing():
+    silent = "```python\nx = 1\n```\n\n```text\n1\n```\n"
+    assert run_page(silent, "silent.md").problems == [
+        "silent.md:1: the page shows an output at line 6 but the block prints nothing"
+    ]
+    short = "```python\nprint(1)\nprint(2)\n```\n```text\n1\n```\n"
+    assert "line 7: the page shows no line, the block printed '2'" in run_page(short, "short.md").problems[0]
+
+
+def test_blocks_of_a_page_share_one_namespace_in_order_and_errors_name_the_page_line():
+    page = "```python\nx = 20\n```\n\n```python\nprint(x + 1)\n```\n\n```text\n21\n```\n"
+    assert not run_page(page, "shared.md").problems
+    failing = "Text.\n\n```python\nx = 1\nraise RuntimeError('boom')\n```\n\n```python\nprint(x)\n```\n"
+    (problem,) = run_page(failing, "failing.md").problems  # the block after the failing one does not run
+    assert problem.startswith("failing.md:3: the block raised")
+    assert 'File "failing.md", line 5' in problem and "RuntimeError: boom" in problem
+
+
+TIMED_PAGE = """```python
+print("draws: 12")
+print("ask: 3.25 ms")
+```
+
+```text
+draws: 12
+ask: 2.5 ms  # machine-dependent
+```
+"""
+
+
+def test_a_machine_dependent_line_is_compared_without_its_numbers_and_reported():
+    run = run_page(TIMED_PAGE, "timed.md")
+    assert not run.problems
+    assert run.not_compared == ["timed.md:8: shows 'ask: 2.5 ms', printed 'ask: 3.25 ms'"]
+    other_unit = run_page(TIMED_PAGE.replace("3.25 ms", "3.25 s"), "timed.md")
+    assert "line 8: the page shows 'ask: 2.5 ms', the block printed 'ask: 3.25 s'" in other_unit.problems[0]
+    unmarked = run_page(TIMED_PAGE.replace('draws: 12")', 'draws: 13")'), "timed.md")
+    assert "line 7: the page shows 'draws: 12', the block printed 'draws: 13'" in unmarked.problems[0]
+
+
+def test_an_indented_block_in_a_list_runs_and_is_compared():
+    page = """- an item:
+
+  ```python
+  print("in a list")
+  ```
+
+  ```text
+  in a list
+  ```
+"""
+    (example,) = examples(page)
+    assert example.code.text == 'print("in a list")\n' and example.expected.text == "in a list\n"
+    assert not run_page(page, "list.md").problems
+    assert run_page(page.replace("  in a list\n  ```", "  in a lisp\n  ```"), "list.md").problems
+    leading_spaces = "```python\nprint('  two spaces')\n```\n\n```text\n  two spaces\n```\n"
+    assert not run_page(leading_spaces, "spaces.md").problems  # an output's own indentation is kept
 
 
 def _run_script(path, argv):
@@ -89,6 +198,29 @@ def test_generation_benchmark_times_the_parts_of_a_numpy_generation(capsys):
     assert all(row["ms"] > 0 for row in rows)
     out = capsys.readouterr().out
     assert "| part | ms |" in out and "bound from the floor" in out
+
+
+@pytest.mark.parametrize(
+    "block_cma",
+    [pytest.param(False, id="cma as installed", marks=pytest.mark.slow), pytest.param(True, id="cma not importable")],
+)  # importing pycma (scipy.stats, matplotlib) alone takes seconds
+def test_which_tool_benchmark_runs_in_quick_mode_and_says_when_it_skips_pycma(block_cma, monkeypatch, capsys):
+    with_cma = importlib.util.find_spec("cma") is not None and not block_cma  # pycma is an optional comparison
+    if block_cma:
+        monkeypatch.setitem(sys.modules, "cma", None)  # `import cma` raises ImportError
+    results = _run_script(ROOT / "bench" / "which_tool.py", ["--quick"])
+    out = capsys.readouterr().out
+    assert ("pycma: skipped, cma is not importable" in out) is not with_cma
+    pycma = ["pycma CMA-ES", "pycma IPOP-CMA-ES"] if with_cma else []
+    assert [row["method"] for row in results["rastrigin"]] == ["EGGROLL", "EGGROLL", *pycma]
+    assert [row["method"] for row in results["ellipsoid"]] == ["EGGROLL", *pycma[:1]]
+    budgets = [row["budget"] for row in results["matrix"] if row["method"] == "pycma CMA-ES"]
+    assert budgets == (["EGGROLL's evaluations", "EGGROLL's seconds", "EGGROLL's seconds", "-"] if with_cma else [])
+    assert [row["W"] for row in results["matrix"] if row["method"] == "EGGROLL"] == ["4 × 4", "8 × 8", "256 × 256"]
+    not_run = [row["W"] for row in results["matrix"] if row["relative loss"] == "not run"]
+    assert not_run == (["256 × 256"] if with_cma else [])
+    assert all(isinstance(row["seconds"], float) and row["evaluations"] > 0 for row in results["rastrigin"])
+    assert results["vector"][0]["ratio"] > 0
 
 
 def test_envs_benchmark_runs_in_quick_mode(capsys):
