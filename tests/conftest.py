@@ -33,3 +33,14 @@ def pytest_runtest_setup(item):
         reason = cuda_unavailable()
         if reason:
             pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n auto`, the README's command), the tests that start a local Ray instance run on
+    one worker, one after another (`--dist loadgroup`): each starts Ray with 2 CPUs, and two at once would
+    compete for the same cores and ports."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(pytest.mark.xdist_group("ray"))
