@@ -193,7 +193,8 @@ def test_generation_benchmark_times_the_parts_of_a_numpy_generation(capsys):
         "floor: normals (NumPy PCG64)",
         "floor: read each per-member layer's inputs",
         "floor: add into each per-member layer's outputs",
-        "saving: plain's first-layer product",
+        "first layer: plain inference",
+        "first layer: population (shared batch)",
     ]
     assert all(row["ms"] > 0 for row in rows)
     out = capsys.readouterr().out
