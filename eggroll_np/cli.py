@@ -16,13 +16,15 @@ Every failure is one line on stderr, without a traceback unless --debug is given
 0 done; 1 the run failed (an OS error such as a full disk, out of memory, non-finite fitness, an unexpected
 error); 2 refused before the run started (bad usage or values, an --out that holds something else, a run
 that cannot be resumed as asked, a damaged checkpoint, a missing optional package); 130 interrupted by
-Ctrl-C, 143 by SIGTERM, after checkpointing the last completed generation.
+Ctrl-C, 143 by SIGTERM, after checkpointing the last completed generation; 141, silently, when the reader of
+stdout went away (`eggroll-np tasks | head`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -53,10 +55,11 @@ from .training import (
     saved_config,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
 
 RESUME_MAY_CHANGE = {"generations", "quiet", "progress"}
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 class CommandFailure(Exception):
@@ -343,6 +346,13 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"eggroll-np: warning: {category.__name__}: {message} ({filename}:{lineno})\n"
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `eggroll-np`; returns the exit status (see the module docstring). Warnings print as one
     line each."""
@@ -354,7 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     previous, formatwarning = _deliver_sigterm_as_interrupt(), warnings.formatwarning
     warnings.formatwarning = _warning_line
     try:
-        return _COMMANDS[args.command](args)
+        status = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a reader gone away shows as BrokenPipeError below, not at exit
+        return status
+    except BrokenPipeError:  # `eggroll-np tasks | head`: the reader closed stdout, which is no failure
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as exc:
         if args.debug:
             raise

@@ -1,13 +1,14 @@
 """The command line end to end on tiny settings: runs, exact resume, plots, and refusals of bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 import eggroll_np as egg
-from eggroll_np.cli import KEY_SETTINGS, main
+from eggroll_np.cli import EXIT_BROKEN_PIPE, KEY_SETTINGS, main
 from eggroll_np.tasks import TASKS, task_class
 from eggroll_np.training import run_config
 
@@ -150,6 +151,17 @@ def test_tasks_lists_every_task_with_its_summary_goal_key_defaults_and_options(c
 def test_python_dash_m_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "eggroll_np", "tasks"], capture_output=True, text=True, check=True)
     assert "digits:" in done.stdout and "cartpole:" in done.stdout and "rosenbrock:" in done.stdout
+
+
+def test_a_reader_that_closes_stdout_ends_the_listing_silently_with_the_sigpipe_status():
+    """`eggroll-np tasks | head`: the pipe's reader is gone before the listing is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "eggroll_np", "tasks"], stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (EXIT_BROKEN_PIPE, b"")
 
 
 def test_resuming_a_finished_run_reports_its_evaluation_and_changes_nothing(tmp_path, capsys):
