@@ -26,9 +26,16 @@ from ._array_api import array_namespace, device, index_dtype, is_numpy_namespace
 from ._fitness import as_fitness
 from .population import Population
 
-__all__ = ["BestSoFar", "best_of", "generation_best"]
+__all__ = ["BestSoFar", "best_of", "generation_best", "improves"]
 
 _SPLIT = 4096  # an index travels as two floats i // 4096 and i % 4096, each exact even in float32
+
+
+def improves(value: float, best: float | None, maximize: bool) -> bool:
+    """Whether `value` becomes the best: it is finite and strictly better than `best` (None: nothing yet),
+    higher when maximizing, lower when minimizing. The one rule of BestSoFar, the command line's summary and
+    its plot."""
+    return math.isfinite(value) and (best is None or (value > best if maximize else value < best))
 
 
 def generation_best(F, maximize: bool):
@@ -105,13 +112,6 @@ class BestSoFar:
             f"index={self.index})"
         )
 
-    def _better(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.fitness is None:
-            return True
-        return value > self.fitness if self.maximize else value < self.fitness
-
     def update(self, pop: Population, info_or_fitness) -> bool:
         """Take the generation of `pop` into account; True if its best member is strictly better than the best so
         far (and has become it).
@@ -134,7 +134,7 @@ class BestSoFar:
         xp = pop.xp
         parts = [value, xp.astype(index // _SPLIT, value.dtype), xp.astype(index % _SPLIT, value.dtype)]
         best, high, low = (float(v) for v in to_numpy(xp.stack(parts)))
-        if not self._better(best):
+        if not improves(best, self.fitness, self.maximize):
             return False
         local = int(high) * _SPLIT + int(low)
         self.fitness, self.params = best, pop.member(local)

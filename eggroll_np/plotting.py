@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import checkpoint
 from ._files import replace_atomically
+from .best import improves
 
 __all__ = ["plot_run"]
 
@@ -49,11 +50,11 @@ def _maximizes(run_dir: Path) -> bool:
 
 def _running_best(values: list[float], maximize: bool) -> list[float]:
     """The best finite value up to each position (NaN before the first), as summary.json's best_fitness."""
-    best, running = math.nan, []
+    best, running = None, []
     for value in values:
-        if math.isfinite(value) and (math.isnan(best) or (value > best if maximize else value < best)):
+        if improves(value, best, maximize):
             best = value
-        running.append(best)
+        running.append(math.nan if best is None else best)
     return running
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from . import checkpoint
 from ._array_api import backend_namespace, has_dtype
 from ._checks import choice
 from ._files import replace_text_atomically
+from .best import improves
 from .optim import OPTIMIZERS, Optimizer
 from .schedules import constant, cosine
 from .strategy import EGGROLL, EggrollState
@@ -137,9 +137,7 @@ def _best_after(best: Best | None, record: dict, maximize: bool) -> Best | None:
     better. A generation without fitness (generation 0) or whose best is NaN or ±inf (nan_policy="worst") counts
     for nothing."""
     value = record.get("fitness_max" if maximize else "fitness_min")
-    if value is None or not math.isfinite(value):
-        return best
-    if best is None or (value > best.fitness if maximize else value < best.fitness):
+    if value is not None and improves(value, None if best is None else best.fitness, maximize):
         return Best(value, record["generation"])
     return best
 
