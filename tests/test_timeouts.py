@@ -299,7 +299,7 @@ def test_ray_replica_restarted_where_it_cannot_be_placed_is_an_error_within_star
         # first start of Ray's worker processes takes longer on a busy machine); then one replica dies.
         evaluator._start_timeout = 2.0
         unplaceable = evaluator._actor_class.options(resources={"absent": 1})
-        evaluator._new_actor = lambda: unplaceable.remote(evaluator.es, evaluator.fitness)
+        evaluator._new_actor = lambda: unplaceable.remote(evaluator.es, evaluator.fitness, "numpy")
         ray, dead = evaluator._ray, evaluator._actors[0]
         ray.kill(dead)
         assert wait_until(lambda: is_dead(ray, dead), 30)  # ray.kill is asynchronous: be sure it has landed
