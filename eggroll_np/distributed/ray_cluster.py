@@ -445,18 +445,31 @@ class RayEvaluator(Evaluator):
 
     def authoritative(self, state: EggrollState) -> EggrollState:
         """The authoritative copy of `state` (module docstring), in the library and on the device of
-        `state`: `state` itself where the driver is authoritative or no replica holds it; else the replicas'
-        copy, fetched from one of them (the state's size in bytes, once). Holdings move to the returned
+        `state`: `state` itself where the driver is authoritative or no replica holds it; else the copy that
+        most replicas holding it agree on (by fingerprint), fetched from one of them (the state's size in
+        bytes, once). A replica that disagrees is reloaded at the next call. Holdings move to the returned
         state, so `step` goes on from it without sending anything. For checkpoints and exact evaluations."""
         holders = [j for j, holding in enumerate(self._holding) if holding is not None and holding.state is state]
         if not holders or self.driver_is_authoritative(state):
             return state
-        host = self._pull(holders[0], state, self.timeout)
+        ray = self._ray
+        refs = [self._actors[j].fingerprint.remote(state.generation, self._holding[j].told) for j in holders]
+        fingerprints = dict(zip(holders, ray.get(refs, timeout=self.timeout), strict=True))
+        for j in holders:
+            self._holding[j] = _Holding(state, None)
+        reference = Counter(fingerprints[j] for j in holders).most_common(1)[0][0]
+        source = min(j for j in holders if fingerprints[j] == reference)
+        for j in holders:
+            if fingerprints[j] != reference:
+                self._mismatches += 1
+                self._holding[j] = None
+        host = self._pull(source, state, self.timeout)
         self._pulled_bytes += _payload_bytes(host)
         xp, dev = namespace_and_device(state.params)
         exact = EggrollState(*on_backend(tuple(host), xp, dev))
         self._holding = [
-            _Holding(exact, holding.told) if j in holders else holding for j, holding in enumerate(self._holding)
+            _Holding(exact, None) if holding is not None and holding.state is state else holding
+            for holding in self._holding
         ]
         if self._stepped is state:
             self._stepped = None  # loading `exact` into a new replica loses nothing

@@ -102,6 +102,11 @@ class Replica:
         fingerprint = params_fingerprint(self.state.params) if want_fingerprint else None
         return evaluate_members(self.es, self.state, members, self.fitness), fingerprint
 
+    def fingerprint(self, generation: int, told) -> str:
+        """Tell `told` if given, then return the SHA-256 of the params."""
+        self._advance(generation, told)
+        return params_fingerprint(self.state.params)
+
     def host_state(self, generation: int, told) -> EggrollState:
         """Tell `told` if given, then return the state as host NumPy arrays."""
         self._advance(generation, told)

@@ -1,0 +1,231 @@
+"""Ray replicas on their own backend and device, on a Ray instance that declares two GPUs which do not exist
+(`num_gpus=2`): the replicas run NumPy or JAX on the CPU and exercise every path but CUDA's.
+
+- One process = Ray with 1, 2 and 3 replicas, bit for bit after 5 generations, float and int8, with NumPy
+  replicas (the driver's params are the reference) and JAX replicas (the replicas' are, for float; int8
+  is exact everywhere, so a NumPy driver checks JAX replicas against its own params).
+- A replica killed mid-run is replaced from a live replica's copy, and the result is unchanged.
+- A replica that drifts is outvoted by the others and reloaded from them.
+- Bytes per generation are flat in the model size; sign fitness travels five values to a byte.
+- A checkpoint moves between a Ray run and one process, both ways.
+- Replicas that cannot be placed (no free GPU) or cannot compute (no CuPy) fail clearly.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import array_api_compat
+import numpy as np
+import pytest
+from test_distributed import DiesOnce, first_time, quadratic
+
+import eggroll_np as egg
+from eggroll_np.distributed import LocalEvaluator, RayEvaluator, per_member, split_members
+from eggroll_np.distributed.evaluators import evaluate_members
+from eggroll_np.distributed.ray_cluster import init_ray
+
+pytestmark = pytest.mark.ray
+jnp = pytest.importorskip("jax.numpy")
+
+GENERATIONS = 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_with_two_gpus():
+    import ray
+
+    tests = str(Path(__file__).parent)
+    init_ray(num_cpus=4, num_gpus=2, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    yield
+    ray.shutdown()
+
+
+def batched_fitness(pop: egg.Population):
+    """−‖x Wᵢᵀ + bᵢ − 1‖² per member through the batched forward pass, in the population's own library."""
+    xp = array_api_compat.array_namespace(pop.params["w"])
+    rows = np.linspace(-1.0, 1.0, 3 * pop.params["w"].shape[1], dtype=np.float32).reshape(3, -1)
+    y = pop.linear("w", xp.asarray(rows), bias="b")
+    return -xp.sum((y - 1.0) ** 2, axis=(1, 2))
+
+
+def int8_fitness(pop: egg.Population):
+    """−Σ (yᵢ − 20)² over an int8 layer's outputs for a fixed int8 input, in int32, per member."""
+    xp = array_api_compat.array_namespace(pop.params["w"])
+    x = xp.asarray((np.arange(3 * pop.params["w"].shape[1]) % 15 - 7).astype(np.int8).reshape(3, -1))
+    y = xp.astype(pop.linear("w", x), xp.int32)
+    return -xp.sum((y - 20) ** 2, axis=(1, 2))
+
+
+def float_run(xp=np, shape=(8, 6), population_size=16, shaping="centered_rank", optimizer=None):
+    es = egg.EGGROLL(
+        population_size=population_size,
+        sigma=0.1,
+        optimizer=optimizer or egg.optim.adam(0.05),
+        shaping=shaping,
+        seed=3,
+    )
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal(shape).astype(np.float32), "b": np.zeros(shape[0], np.float32)}
+    return es, es.init({name: xp.asarray(value) for name, value in params.items()})
+
+
+def int8_run(xp=np):
+    es = egg.EGGROLL(
+        population_size=16, sigma=2.0**-4, optimizer=egg.optim.integer_step(0.25), shaping="sign", seed=5
+    )
+    w = np.random.default_rng(1).integers(-20, 21, size=(8, 6)).astype(np.int8)
+    return es, es.init({"w": xp.asarray(w)})
+
+
+RUNS = {"float": (float_run, batched_fitness), "int8": (int8_run, int8_fitness)}
+
+
+def advance(evaluator, state, generations=GENERATIONS):
+    for _ in range(generations):
+        state, _, _ = evaluator.step(state)
+    return state
+
+
+class SlicedLocalEvaluator(LocalEvaluator):
+    """The one-process reference for a run whose fitness depends on more than the members' order: XLA's
+    batched forward of a member can round at the last bit differently in slices of other sizes (NumPy's
+    does not), so this evaluates the same member ranges that `parts` replicas do, one after another."""
+
+    def __init__(self, es, fitness, parts: int):
+        super().__init__(es, fitness)
+        self.parts = split_members(es.population_size, parts, es.antithetic)
+
+    def __call__(self, state):
+        return np.concatenate([evaluate_members(self.es, state, part, self.fitness) for part in self.parts])
+
+
+def local_params(kind: str, xp, parts: int = 1) -> dict:
+    """The params after GENERATIONS of the one-process run on `xp`, evaluated in `parts` member ranges."""
+    make, fitness = RUNS[kind]
+    es, state = make(xp)
+    return advance(SlicedLocalEvaluator(es, fitness, parts), state).params
+
+
+def assert_same_params(actual: dict, expected: dict) -> None:
+    assert list(actual) == list(expected)
+    for name in expected:
+        np.testing.assert_array_equal(np.asarray(actual[name]), np.asarray(expected[name]), err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_ray_replicas_on_their_devices_give_the_one_process_result(kind, backend, workers):
+    make, fitness = RUNS[kind]
+    es, state = make()  # the driver computes in NumPy whatever the replicas use
+    with RayEvaluator(es, fitness, workers=workers, backend=backend, gpus_per_replica=0.5) as evaluator:
+        final = advance(evaluator, state)
+        exact = evaluator.authoritative(final)
+        driver_decides = evaluator.driver_is_authoritative(final)
+        traffic = evaluator.traffic
+    # Float JAX rounds a member's forward pass by the size of its slice (see SlicedLocalEvaluator): its
+    # reference evaluates the replicas' member ranges. NumPy's and int8's do not depend on the slices.
+    parts = workers if (backend, kind) == ("jax", "float") else 1
+    reference = local_params(kind, jnp if backend == "jax" else np, parts)
+    assert_same_params(exact.params, reference)
+    # NumPy replicas round as the driver does, and int8 is exact everywhere: the driver's params are the
+    # reference and need no fetching. Float JAX replicas hold the reference; the driver fetched it once.
+    assert driver_decides == (backend == "numpy" or kind == "int8")
+    assert (exact is final) == driver_decides
+    assert traffic.pulls == (0 if driver_decides else 1) and traffic.mismatches == 0
+    assert traffic.loads == workers and traffic.state_loads[1:] == [0] * (GENERATIONS - 1)
+    if driver_decides:
+        assert_same_params(final.params, reference)
+
+
+def test_a_float_numpy_driver_is_a_mirror_of_jax_replicas_close_to_their_params():
+    """The converse, so the test above can fail: the driver's own tell rounds in NumPy, and its params are
+    close to, but need not be, the replicas'. It is the fetched state that equals the one-process run."""
+    es, state = float_run()
+    with RayEvaluator(es, batched_fitness, workers=2, backend="jax") as evaluator:
+        final = advance(evaluator, state)
+        exact = evaluator.authoritative(final)
+        again = advance(evaluator, exact, 1)  # from the fetched state, the replicas go on without a load
+        assert evaluator.traffic.loads == 2
+    for name in final.params:
+        np.testing.assert_allclose(final.params[name], np.asarray(exact.params[name]), rtol=1e-5, atol=1e-6)
+    assert again.generation == GENERATIONS + 1
+
+
+def test_a_killed_jax_replica_is_replaced_from_a_live_ones_copy_and_the_result_is_unchanged(tmp_path):
+    es, state = float_run()
+    fitness = per_member(DiesOnce(tmp_path / "died", after=20))  # 8 members per replica: generation 2
+    with RayEvaluator(es, fitness, workers=2, backend="jax", gpus_per_replica=0.5) as evaluator:
+        final = evaluator.authoritative(advance(evaluator, state))
+        traffic = evaluator.traffic
+    assert (tmp_path / "died").exists()
+    assert traffic.restarts == 1 and traffic.loads == 3 and traffic.pulls == 2  # the new replica's, then ours
+    es_local, state_local = float_run(jnp)
+    expected = advance(SlicedLocalEvaluator(es_local, per_member(quadratic), 2), state_local).params
+    assert_same_params(final.params, expected)
+
+
+def test_a_lone_replica_lost_in_replica_mode_warns_that_the_run_goes_on_from_the_drivers_copy(tmp_path):
+    es, state = float_run()
+    fitness = per_member(DiesOnce(tmp_path / "died", after=40))  # 16 members per generation: generation 2
+    with RayEvaluator(es, fitness, workers=1, backend="jax") as evaluator:
+        with pytest.warns(RuntimeWarning, match="no live replica holds the state any more"):
+            advance(evaluator, state)
+        assert evaluator.traffic.restarts == 1
+
+
+class DriftsInOneProcess:
+    """Adam whose steps are 1 + 2⁻²⁰ times larger in the first replica process that updates, and nowhere
+    else (not in the driver, not in the other replicas): one replica drifts from its peers by a
+    rounding-sized amount, as a GPU of another model might."""
+
+    def __init__(self, marker: Path, driver_pid: int):
+        self.marker, self.driver_pid, self.adam = marker, driver_pid, egg.optim.adam(0.05)
+
+    def init(self, params):
+        return self.adam.init(params)
+
+    def update(self, grads, state, generation, params=None):
+        step, state = self.adam.update(grads, state, generation, params)
+        if os.getpid() == self.driver_pid:
+            return step, state
+        claimed = self.marker.with_suffix(".pid")
+        if first_time(self.marker):
+            (self.marker.with_suffix(".tmp")).write_text(str(os.getpid()))
+            os.replace(self.marker.with_suffix(".tmp"), claimed)
+        while not claimed.exists():
+            time.sleep(0.01)
+        if claimed.read_text() == str(os.getpid()):
+            step = {name: value * (1 + 2**-20) for name, value in step.items()}
+        return step, state
+
+
+def test_a_drifting_replica_is_outvoted_by_its_peers_and_reloaded_from_them(tmp_path):
+    drifting = DriftsInOneProcess(tmp_path / "drift", os.getpid())
+    es, state = float_run(shaping="zscore", optimizer=egg.optim.Optimizer(drifting.init, drifting.update))
+    with RayEvaluator(es, batched_fitness, workers=3, backend="jax", check_every=1) as evaluator:
+        final = evaluator.authoritative(advance(evaluator, state))
+        traffic = evaluator.traffic
+    # The drifting replica's every tell drifts: at the checks of generations 1 … 4 and in `authoritative`
+    # it is outvoted 2 to 1 and reloaded from a peer, and the result is the one-process run's.
+    assert traffic.mismatches == GENERATIONS
+    _, state_local = float_run(jnp, shaping="zscore")
+    es_local, _ = float_run(shaping="zscore")
+    assert_same_params(final.params, advance(SlicedLocalEvaluator(es_local, batched_fitness, 3), state_local).params)
+
+
+def test_without_checks_the_drifting_replica_changes_the_result(tmp_path):
+    """The converse, so the test above can fail: unchecked, the drifted replica's fitness reaches the driver
+    and every replica's next tell (z-scores pass on a drift this small; ranks would hide it)."""
+    drifting = DriftsInOneProcess(tmp_path / "drift", os.getpid())
+    es, state = float_run(shaping="zscore", optimizer=egg.optim.Optimizer(drifting.init, drifting.update))
+    with RayEvaluator(es, batched_fitness, workers=3, backend="jax", check_every=1000) as evaluator:
+        final = evaluator.authoritative(advance(evaluator, state))
+        assert evaluator.traffic.mismatches == 1  # the last tell, checked by `authoritative` alone
+    _, state_local = float_run(jnp, shaping="zscore")
+    es_local, _ = float_run(shaping="zscore")
+    expected = advance(SlicedLocalEvaluator(es_local, batched_fitness, 3), state_local).params
+    assert not np.array_equal(np.asarray(final.params["w"]), np.asarray(expected["w"]))
