@@ -18,8 +18,10 @@ Every evaluator's final params are checked equal to the local chain's after the 
 Bytes. For models of 10³ to 10⁶ parameters (one square weight matrix and a bias), a RayEvaluator with 2
 replicas runs 3 generations of population --population; the table gives the pickled payload bytes of the
 first call (which sends each replica the full state once) and of every later generation (the protocol's
-messages: told fitness, member ranges, fingerprints), from `RayEvaluator.traffic`. The per-generation bytes
-are expected to be flat in the parameter count, and about (replicas + 1) · 8 · N.
+messages: told fitness, member ranges, fingerprints), from `RayEvaluator.traffic`, with centered ranks and
+with sign shaping. The per-generation bytes are expected to be flat in the parameter count, and about
+(replicas + 1) · 8 · N; with sign shaping the told fitness travels as pair signs five to a byte, so about
+8 · N (the raw fitness coming back) + replicas · N/10.
 
 Run it from the repository root (progress to stderr, tables to stdout):
 
@@ -68,8 +70,10 @@ def balance_time(params: dict, steps: int = STEPS) -> float:
     return survived
 
 
-def make_strategy(population: int, shape=(2, 4)):
-    es = egg.EGGROLL(population_size=population, sigma=0.1, rank=1, optimizer=egg.optim.adam(0.05), seed=0)
+def make_strategy(population: int, shape=(2, 4), shaping: str = "centered_rank"):
+    es = egg.EGGROLL(
+        population_size=population, sigma=0.1, rank=1, optimizer=egg.optim.adam(0.05), shaping=shaping, seed=0
+    )
     rng = np.random.default_rng(0)
     params = {"w": (0.1 * rng.standard_normal(shape)).astype(np.float32), "b": np.zeros(shape[0], np.float32)}
     return es, es.init(params)
@@ -118,19 +122,29 @@ def throughput(args) -> None:
 def traffic(args) -> None:
     print(f"bytes between driver and 2 Ray replicas, population {args.population}")
     print()
-    print(f"{'parameters':>11} {'first call (state) B':>21} {'per generation B':>17}")
+    print(f"{'parameters':>11} {'first call (state) B':>21} {'per generation B':>17} {'with sign shaping B':>20}")
     for side in args.sides:
-        es, state = make_strategy(args.population, shape=(side, side))
-        fitness = per_member(lambda params: -float(np.mean(params["w"] ** 2)))
-        with RayEvaluator(es, fitness, workers=2) as evaluator:
-            for _ in range(3):
-                state, _, _ = evaluator.step(state)
-            record = evaluator.traffic
-        params = side * side + side
+        later = {}
+        for shaping in ("centered_rank", "sign"):
+            es, state = make_strategy(args.population, shape=(side, side), shaping=shaping)
+            fitness = per_member(functools.partial(mean_square, "w"))
+            with RayEvaluator(es, fitness, workers=2) as evaluator:
+                for _ in range(3):
+                    state, _, _ = evaluator.step(state)
+                record = evaluator.traffic
+            later[shaping] = ", ".join(f"{b:,}" for b in sorted(set(record.per_generation[1:])))
         first = record.state_loads[0] + record.per_generation[0]
-        later = sorted(set(record.per_generation[1:]))
-        print(f"{params:>11,} {first:>21,} {', '.join(f'{b:,}' for b in later):>17}")
-    print(f"\n(replicas + 1) · 8 · N = {3 * 8 * args.population:,} B of float64 fitness; the rest is the envelope")
+        print(f"{side * side + side:>11,} {first:>21,} {later['centered_rank']:>17} {later['sign']:>20}")
+    n = args.population
+    print(
+        f"\n(replicas + 1) · 8 · N = {3 * 8 * n:,} B of float64 fitness; with sign shaping the told fitness goes "
+        f"down as pair signs, five to a byte (replicas · ⌈N/10⌉ = {2 * -(-n // 10)} B), and 8 · N = {8 * n:,} B of "
+        "raw fitness come back; the rest is the envelope"
+    )
+
+
+def mean_square(name: str, params: dict) -> float:
+    return -float(np.mean(params[name] ** 2))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,7 +44,12 @@ with its error while the others go on:
    dense float32 peak (67 TFLOP/s; goal ≥ 0.5), the last pair's logits checked equal to NumPy's (the same
    members rebuilt on the host from the counter generator); then the text task at population 2¹⁶ trained
    on the device for 180 s, held-out bits/byte before and after beside the bigram baseline.
-6. tests: `pytest -m gpu` in a subprocess, given the rest of the budget (DeprecationWarning and
+6. ray: the text task (EGG, int8, sign shaping) at population sizes.ray_population over Ray, against one
+   process on the device: generations per second of one process, of 1 replica and of 2 replicas on the one
+   GPU (half a GPU each, CuPy replicas, the driver in NumPy: the H200 check of RayEvaluator), the scaling
+   (2 replicas over 1), the bytes per generation and of the first call, and whether the final params are
+   bit for bit those of the one process (int8 is exact, so they must be). On the CPU path, NumPy replicas.
+7. tests: `pytest -m gpu` in a subprocess, given the rest of the budget (DeprecationWarning and
    FutureWarning shown instead of failing: the device's library versions are not the project's).
 
 Times on the GPU come from CUDA events on the device's timeline (each sample long enough for
@@ -54,6 +59,7 @@ $OUT/gpu_pytest.log) and is printed last.
 
     python3 bench/gpu_check.py                          # on the GPU machine, from the repository root
     python bench/gpu_check.py --backend numpy --small   # the same code on the CPU at tiny sizes (< 1 minute)
+    python3 bench/gpu_check.py --parts ray              # one part (names: noise paper digits egg ray tests)
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ PAPER_RATIO_INCL = 0.69
 PAPER_SPEEDUP = 220
 CHECK_RTOL = {"float32": 1e-4, "bfloat16": 2.0**-6}  # max |error| / max |reference| of a member's output
 CHECK_MEMBERS = (0, 1, -1)
+PARTS = ("noise", "paper", "digits", "egg", "ray", "tests")
 
 
 class Sizes:
@@ -121,6 +128,9 @@ class Sizes:
         self.egg_populations = (64, 256) if small else (2**12, 2**14, 2**16)
         self.egg_population = 256 if small else 2**16
         self.egg_seconds = 3.0 if small else 180.0
+        # Ray: the text task's population, and the generations timed after one that loads the replicas
+        self.ray_population = 64 if small else 2**16
+        self.ray_generations = 2 if small else 5
 
 
 # ---- output ---------------------------------------------------------------------------------------------
@@ -664,7 +674,70 @@ def _egg_training(device: Device, sizes: Sizes, report: Report, layers: int, wid
     report.log(f"sample after {state.generation} generations: {metrics['sample']}")
 
 
-# ---- 6. tests ---------------------------------------------------------------------------------------------------
+# ---- 6. ray -----------------------------------------------------------------------------------------------------
+
+
+def ray_part(device: Device, sizes: Sizes, report: Report) -> None:
+    """The text task over Ray replicas on the device (1, then 2 sharing it) against one process there."""
+    import array_api_compat.numpy as host_xp
+
+    from eggroll_np.distributed import RayEvaluator
+    from eggroll_np.distributed.evaluators import params_fingerprint
+    from eggroll_np.distributed.ray_cluster import init_ray
+    from eggroll_np.distributed.task_fitness import TaskFitness
+    from eggroll_np.training import run_config
+
+    layers, width = sizes.egg_model
+    backend = "cupy" if device.gpu else "numpy"
+    settings = dict(population_size=sizes.ray_population, layers=layers, width=width, backend=backend)
+    config = run_config("text", {**settings, "sequence_length": sizes.egg_length})
+    es, timed = make_strategy(config), sizes.ray_generations
+    task = task_class("text")(config, device.xp, device.dev, device.xp.float32)
+    state = es.init(task.init_params(config["seed"]))
+    state, _ = es.tell(state, pop := es.ask(state), task.fitness(pop, 0))
+    device.sync()
+    began = time.perf_counter()
+    for _ in range(timed):
+        pop = es.ask(state)
+        state, _ = es.tell(state, pop, task.fitness(pop, state.generation))
+    device.sync()
+    rates = {"one process": timed / (time.perf_counter() - began)}
+    expected = params_fingerprint(state.params)
+    del task, state, pop
+    if device.gpu:
+        device.native.get_default_memory_pool().free_all_blocks()
+    title = f"Ray: the text task (EGG {layers}L-{width}D, int8) at population {sizes.ray_population}"
+    report.table(title, ("run", "gen/s", "vs 1 replica", "first call B", "per generation B", "params as one process"))
+    report.row(title, "one process", f"{rates['one process']:.2f}", "-", "-", "-", "(reference)")
+    host_task = task_class("text")(config, host_xp, "cpu", np.float32)
+    init_ray(**({} if device.gpu else {"num_cpus": 2}), log_to_driver=False)
+    try:
+        for replicas in (1, 2):
+            gpus = 1 / replicas if device.gpu else 0
+            with RayEvaluator(es, TaskFitness(config), workers=replicas, backend=backend, gpus_per_replica=gpus) as ev:
+                state, _, _ = ev.step(es.init(host_task.init_params(config["seed"])))  # loads the replicas
+                began = time.perf_counter()
+                for _ in range(timed):
+                    state, _, _ = ev.step(state)
+                rates[replicas] = timed / (time.perf_counter() - began)
+                same = params_fingerprint(ev.authoritative(state).params) == expected
+                traffic = ev.traffic
+            first = traffic.state_loads[0] + traffic.per_generation[0]
+            report.row(
+                title, f"{replicas} replica{'s' * (replicas > 1)} ({gpus:g} GPU each)", f"{rates[replicas]:.2f}",
+                f"{rates[replicas] / rates[1]:.2f}", f"{first:,}", f"{traffic.per_generation[-1]:,}",
+                "equal" if same else "DIFFERS",
+            )  # fmt: skip
+            if not same:
+                report.notes.append(f"ray: {replicas} replicas' params differ from the one process's")
+    finally:
+        import ray
+
+        ray.shutdown()
+    report.row("goals", "Ray, 2 replicas over 1 on one GPU (gen/s)", f"{rates[2] / rates[1]:.2f}", "report", "-")
+
+
+# ---- 7. tests ---------------------------------------------------------------------------------------------------
 
 TEST_LINE = re.compile(r"^(tests/\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", re.MULTILINE)
 
@@ -722,6 +795,7 @@ def main(argv: list[str] | None = None) -> Report:
     parser.add_argument("--small", action="store_true", help="tiny sizes: the CPU smoke run")
     parser.add_argument("--budget", type=float, default=540.0, help="seconds for the whole check (default 540)")
     parser.add_argument("--skip-tests", action="store_true", help="leave out pytest -m gpu")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run (default all)")
     args = parser.parse_args(argv)
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     if out:
@@ -744,15 +818,27 @@ def main(argv: list[str] | None = None) -> Report:
     for line in title[2:]:
         report.log(line)
     report.table("goals", ("goal", "measured", "target", "verdict"))
-    small = args.small
-    budget.run(report, "noise", 10 if small else 25, lambda: noise_part(device, sizes, report))
-    budget.run(report, "paper", 10 if small else 40, lambda: paper_part(device, sizes, report, naive=True))
-    budget.run(report, "digits", 10 if small else 30, lambda: digits_part(device, sizes, report))
-    budget.run(report, "egg", 15 if small else sizes.egg_seconds + 90, lambda: egg_part(device, sizes, report))
-    if args.skip_tests:
-        report.notes.append("tests: left out (--skip-tests)")
-    else:
-        budget.run(report, "tests", 20 if small else 60, lambda: tests_part(device, report, budget, out))
+    estimates = {
+        "noise": (10, 25),
+        "paper": (10, 40),
+        "digits": (10, 30),
+        "egg": (15, sizes.egg_seconds + 90),
+        "ray": (30, 120),
+        "tests": (20, 60),
+    }
+    parts = {
+        "noise": lambda: noise_part(device, sizes, report),
+        "paper": lambda: paper_part(device, sizes, report, naive=True),
+        "digits": lambda: digits_part(device, sizes, report),
+        "egg": lambda: egg_part(device, sizes, report),
+        "ray": lambda: ray_part(device, sizes, report),
+        "tests": lambda: tests_part(device, report, budget, out),
+    }
+    for name in PARTS:
+        if name == "tests" and args.skip_tests:
+            report.notes.append("tests: left out (--skip-tests)")
+        elif name in args.parts:
+            budget.run(report, name, estimates[name][0 if args.small else 1], parts[name])
     report.log(f"total {time.perf_counter() - budget.start:.0f} s")
     text = report.markdown(title)
     if out:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -73,9 +74,7 @@ def float_run(xp=np, shape=(8, 6), population_size=16, shaping="centered_rank", 
 
 
 def int8_run(xp=np):
-    es = egg.EGGROLL(
-        population_size=16, sigma=2.0**-4, optimizer=egg.optim.integer_step(0.25), shaping="sign", seed=5
-    )
+    es = egg.EGGROLL(population_size=16, sigma=2.0**-4, optimizer=egg.optim.integer_step(0.25), shaping="sign", seed=5)
     w = np.random.default_rng(1).integers(-20, 21, size=(8, 6)).astype(np.int8)
     return es, es.init({"w": xp.asarray(w)})
 
@@ -229,3 +228,73 @@ def test_without_checks_the_drifting_replica_changes_the_result(tmp_path):
     es_local, _ = float_run(shaping="zscore")
     expected = advance(SlicedLocalEvaluator(es_local, batched_fitness, 3), state_local).params
     assert not np.array_equal(np.asarray(final.params["w"]), np.asarray(expected["w"]))
+
+
+def traffic_of(shape=(8, 6), population_size=16, shaping="centered_rank"):
+    es, state = float_run(shape=shape, population_size=population_size, shaping=shaping)
+    with RayEvaluator(es, batched_fitness, workers=2, gpus_per_replica=0.5, check_every=1000) as evaluator:
+        advance(evaluator, state, 3)
+        return evaluator.traffic
+
+
+def test_bytes_per_generation_are_flat_in_the_model_and_sign_fitness_travels_five_to_a_byte():
+    small, large = traffic_of((40, 25)), traffic_of((400, 250))  # 1 040 and 100 250 parameters
+    assert large.state_loads[0] > 50 * small.state_loads[0] and large.state_loads[1:] == [0, 0]
+    assert large.per_generation == small.per_generation
+    n = 640
+    ranked, signed = traffic_of(population_size=n), traffic_of(population_size=n, shaping="sign")
+    # Down, each of the 2 replicas receives the told fitness: 8N bytes of float64, or ⌈(N/2)/5⌉ bytes of pair
+    # signs; up, they return their N/2 raw values each (8N bytes in all) either way. Pickle's framing of each
+    # message is a few hundred bytes at most.
+    saved = ranked.per_generation[1] - signed.per_generation[1]
+    assert 2 * (8 * n - n // 10) - 2 * 200 <= saved <= 2 * 8 * n
+    assert signed.per_generation[1] <= 8 * n + 2 * (n // 10) + 2 * 600
+
+
+def test_a_checkpoint_moves_between_jax_replicas_and_one_process_both_ways(tmp_path):
+    es, state = float_run()
+    reference = advance(SlicedLocalEvaluator(es, batched_fitness, 2), float_run(jnp)[1]).params
+    with RayEvaluator(es, batched_fitness, workers=2, backend="jax", gpus_per_replica=0.5) as evaluator:
+        egg.save(tmp_path / "ray.npz", evaluator.authoritative(advance(evaluator, state, 3)))
+    resumed = egg.load(tmp_path / "ray.npz", xp=jnp)
+    assert_same_params(advance(SlicedLocalEvaluator(es, batched_fitness, 2), resumed, 2).params, reference)
+
+    egg.save(tmp_path / "local.npz", advance(SlicedLocalEvaluator(es, batched_fitness, 2), float_run(jnp)[1], 3))
+    with RayEvaluator(es, batched_fitness, workers=2, backend="jax", gpus_per_replica=0.5) as evaluator:
+        final = evaluator.authoritative(advance(evaluator, egg.load(tmp_path / "local.npz"), 2))
+    assert_same_params(final.params, reference)
+
+
+def test_workers_default_to_the_gpus_over_gpus_per_replica():
+    es, _ = float_run()
+    with RayEvaluator(es, batched_fitness, gpus_per_replica=0.5) as evaluator:
+        assert evaluator.workers == 4
+
+
+def test_replicas_without_a_free_gpu_are_an_error_within_the_start_timeout():
+    es, _ = float_run()
+    began = time.monotonic()
+    with pytest.raises(
+        RuntimeError, match=r"only [0-2] of 3 Ray replicas started within 5 s; each asks for .*'num_gpus': 1"
+    ) as error:
+        RayEvaluator(es, batched_fitness, workers=3, gpus_per_replica=1, start_timeout=5)
+    assert time.monotonic() - began < 30
+    # The two declared GPUs are taken (by the replicas that started or are starting): none is free.
+    assert "'GPU'" not in str(error.value).split("free")[0].split("the cluster has")[1]
+
+
+def test_cupy_replicas_need_a_gpu_and_say_so():
+    es, _ = float_run()
+    with pytest.raises(ValueError, match=r"backend='cupy' computes on a GPU: give each replica one with gpus_per"):
+        RayEvaluator(es, batched_fitness, workers=1, backend="cupy")
+    with pytest.raises(ValueError, match=r"gpus_per_replica=1.5 must be a finite number in \[0, 1\]"):
+        RayEvaluator(es, batched_fitness, workers=1, backend="jax", gpus_per_replica=1.5)
+    with pytest.raises(ValueError, match=r"backend='mlx' must be one of 'numpy', 'cupy', 'jax', 'torch'"):
+        RayEvaluator(es, batched_fitness, workers=1, backend="mlx")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed: its replicas can start")
+def test_cupy_replicas_where_cupy_is_missing_say_what_to_install():
+    es, _ = float_run()
+    with pytest.raises(RuntimeError, match=r"(?s)backend='cupy' is not usable there.*needs CuPy: pip install"):
+        RayEvaluator(es, batched_fitness, workers=1, backend="cupy", gpus_per_replica=0.5)

@@ -375,7 +375,9 @@ class RayEvaluator(Evaluator):
             return
         self._mismatches += len(odd)
         if not driver_decides:
-            self._source = self._pull(source, state, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._source = self._pull(
+                source, state, None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
             self._state_loads[-1] += _payload_bytes(self._source)
         for j in odd:
             self._holding[j] = None
