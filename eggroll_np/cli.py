@@ -48,6 +48,7 @@ from .training import (
     DEFAULTS,
     DTYPES,
     LR_SCHEDULES,
+    Run,
     finish_run,
     open_run,
     run_config,
@@ -57,7 +58,9 @@ from .training import (
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
 
-RESUME_MAY_CHANGE = {"generations", "quiet", "progress"}
+# How a run is computed, not what: kept out of its config, so a resumed run may change them.
+WORKER_FLAGS = ("workers", "gpus_per_worker", "ray_address")
+RESUME_MAY_CHANGE = {"generations", "quiet", "progress", *WORKER_FLAGS}
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
@@ -151,6 +154,12 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", default=None, help="print only the final result")
     progress = "progress bar (default: when stderr is a terminal)"
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help=progress)
+    workers = "evaluate on K Ray workers, each on --backend (this process then computes in NumPy; default: none)"
+    run.add_argument("--workers", type=_checked("workers", integer, minimum=1), metavar="K", help=workers)
+    gpus = "GPUs each worker asks Ray for, in [0, 1] (0.5: two workers per GPU; default 0; with --workers)"
+    run.add_argument("--gpus-per-worker", type=_checked("gpus_per_worker", real, minimum=0, maximum=1), help=gpus)
+    address = 'the Ray cluster: "auto" or HOST:6379 (default: a local Ray instance; with --workers)'
+    run.add_argument("--ray-address", metavar="ADDRESS", help=address)
 
 
 def _task_options() -> dict:
@@ -193,7 +202,7 @@ def _new_config(args: argparse.Namespace, task: str) -> dict:
     if foreign:
         flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
         raise ValueError(f"{flags} is not an option of the {task} task; see `eggroll-np tasks`")
-    return run_config(task, {k: v for k, v in _given(args).items() if k not in {"quiet", "progress"}})
+    return run_config(task, {k: v for k, v in _given(args).items() if k not in {"quiet", "progress", *WORKER_FLAGS}})
 
 
 def _resume_config(args: argparse.Namespace) -> dict:
@@ -204,7 +213,7 @@ def _resume_config(args: argparse.Namespace) -> dict:
     if changed:
         raise ValueError(
             f"--resume continues a run with its own settings; drop {', '.join(changed)} "
-            "(only --generations, --quiet and --progress may be given)"
+            "(only --generations, --quiet, --progress and --workers, --gpus-per-worker, --ray-address may be given)"
         )
     run_dir = args.resume
     if not run_dir.is_dir():
@@ -232,6 +241,10 @@ def _new_run_dir(args: argparse.Namespace, task: str) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.workers is None:
+        alone = [f"--{name.replace('_', '-')}" for name in WORKER_FLAGS[1:] if getattr(args, name) is not None]
+        if alone:
+            raise ValueError(f"{alone[0]} is a setting of the workers: give it with --workers K")
     resume = args.resume is not None
     if resume:
         config, run_dir = _resume_config(args), args.resume
@@ -243,12 +256,19 @@ def _train(args: argparse.Namespace) -> int:
     echo = (lambda text: None) if quiet else print
     if resume and not (run_dir / CHECKPOINT).exists():
         echo(f"{run_dir} has no checkpoint yet: the run starts again from generation 0")
+    workers = {name: getattr(args, name) for name in WORKER_FLAGS if getattr(args, name) is not None}
     try:
-        run = open_run(config, run_dir, resume)
+        run = open_run(config, run_dir, resume, **workers)
     except (ValueError, TypeError, ImportError) as exc:
         raise CommandFailure(str(exc), EXIT_USAGE) from exc
+    with run:
+        return _run_and_finish(run, run_dir, args.progress, quiet, echo)
+
+
+def _run_and_finish(run: Run, run_dir: Path, progress: bool | None, quiet: bool, echo) -> int:
+    """Run the opened run's generations and finish it, reporting an interrupt or a failure as a CommandFailure."""
     try:
-        run_generations(run, progress=False if quiet else args.progress, echo=echo)
+        run_generations(run, progress=False if quiet else progress, echo=echo)
     except KeyboardInterrupt as exc:
         status = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         if run.saved_at == run.state.generation:

@@ -23,6 +23,12 @@ summary and the plot. The strategy's settings are stored under EGGROLL's own key
 Everything a generation computes is a function of (config, state, generation), so resuming from a
 checkpoint at generation k and running to 2k gives the same bits as running to 2k at once. The best fitness so
 far is read back from the log's lines up to the checkpoint on resume, so it is that of an uninterrupted run too.
+
+With `workers` (`open_run`), Ray replicas evaluate the population on the config's backend while this process,
+the driver, computes in NumPy (it needs no GPU) and only fitness travels (`distributed.ray_cluster`). Where the
+replicas round unlike NumPy, their params are the exact ones: every evaluation and checkpoint is of the state
+`RayEvaluator.authoritative` fetches. How a run is computed is no setting of it: config.json and the checkpoint
+hold none of it, so a run may be resumed with or without workers.
 """
 
 from __future__ import annotations
@@ -32,16 +38,18 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import checkpoint
-from ._array_api import backend_namespace, has_dtype
-from ._checks import choice
+from ._checks import choice, integer, real
 from ._files import replace_text_atomically
 from .best import improves
+from .distributed.ray_cluster import RayEvaluator
+from .distributed.task_fitness import TaskFitness, initial_params, task_on
 from .optim import OPTIMIZERS, Optimizer
 from .schedules import constant, cosine
 from .strategy import EGGROLL, EggrollState
@@ -147,7 +155,9 @@ class Run:
     """An open run: its config and directory, the task and strategy built from the config, the state so far
     (the last generation whose metrics line is logged), that generation's metrics record, the generation it
     was opened at, the seconds it has run, the generation of the checkpoint it last wrote (None: none), the
-    best fitness so far (None before the first generation) and the last evaluation's metric (None: none yet)."""
+    best fitness so far (None before the first generation), the last evaluation's metric (None: none yet) and
+    the evaluator of a run on workers (None: in this process; `close` releases it, also on leaving a `with`
+    block)."""
 
     config: dict
     run_dir: Path
@@ -160,6 +170,17 @@ class Run:
     saved_at: int | None = None
     best: Best | None = None
     last_metric: float | None = None
+    evaluator: RayEvaluator | None = None
+
+    def close(self) -> None:
+        if self.evaluator is not None:
+            self.evaluator.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
@@ -177,7 +198,15 @@ def _check_keys(config: dict, run_dir: Path, resume: bool) -> None:
     raise ValueError(f"the configuration has no {keys}; build it with training.run_config")
 
 
-def open_run(config: dict, run_dir, resume: bool = False) -> Run:
+def open_run(
+    config: dict,
+    run_dir,
+    resume: bool = False,
+    *,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    ray_address: str | None = None,
+) -> Run:
     """Build the run a config describes in `run_dir`, refusing bad input before anything in run_dir is written.
 
     A new run (resume=False) starts from the task's initial parameters. On resume the state comes from
@@ -187,39 +216,83 @@ def open_run(config: dict, run_dir, resume: bool = False) -> Run:
     written and metrics.jsonl prepared: a new run's generation-0 line (the evaluation of the initial
     parameters), or on resume the lines up to the checkpoint's generation (a crash may have logged
     generations after it), each file replaced atomically; the best fitness so far and the last evaluated
-    metric come from those lines."""
+    metric come from those lines.
+
+    workers: evaluate on this many Ray replicas on config["backend"] (module docstring), each with
+    `gpus_per_worker` GPUs, on the Ray cluster at `ray_address` (None: a local instance); this process then
+    computes in NumPy, and a new run starts from the initial params a replica draws on the backend. None: all
+    in this process. The replicas start before anything is written; the run's `close` stops them."""
     run_dir = Path(run_dir)
     _check_keys(config, run_dir, resume)
-    xp, device = backend_namespace(config["backend"])
-    if not has_dtype(xp, choice("dtype", config["dtype"], DTYPES), device):
-        raise ValueError(
-            f"--backend {config['backend']} has no {config['dtype']} on {device} (JAX needs JAX_ENABLE_X64=1 for "
-            "64-bit types); use --dtype float32"
-        )
+    choice("dtype", config["dtype"], DTYPES)
+    if workers is not None:
+        _check_workers(config, integer("workers", workers, 1), real("gpus_per_worker", gpus_per_worker, 0, 1))
+    task, xp, device = task_on(config, config["backend"] if workers is None else "numpy")
     es = make_strategy(config)
-    task = task_class(config["task"])(config, xp, device, getattr(xp, config["dtype"]))
     initial = es.init(task.init_params(config["seed"]))
     resumed = resume and (run_dir / CHECKPOINT).exists()
     if resume and not resumed:
         _check_unstarted(config, run_dir)
     if resumed:
         state = _resumed_state(config, run_dir / CHECKPOINT, initial, xp, device)
-        record = {"generation": state.generation}
-        kept, records, dropped = _read_metrics(run_dir / METRICS, state.generation)
-    else:
-        state = initial
-        record = {"generation": 0, **task.evaluate(state.params)}
-        kept, records, dropped = [json.dumps(record)], [record], True
-    run_dir.mkdir(parents=True, exist_ok=True)
-    replace_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
-    if dropped:
-        replace_text_atomically(run_dir / METRICS, "".join(line + "\n" for line in kept))
+    evaluator = None
+    if workers is not None:
+        evaluator = RayEvaluator(
+            es,
+            TaskFitness(config),
+            workers=workers,
+            backend=config["backend"],
+            gpus_per_replica=gpus_per_worker,
+            address=ray_address,
+        )
+    try:
+        if evaluator is not None and config["backend"] != "numpy":
+            drawn = evaluator.run_on_replica(initial_params, config)  # also refuses a dtype the backend lacks
+            if not resumed:
+                initial = es.init(drawn)
+        if resumed:
+            record = {"generation": state.generation}
+            kept, records, dropped = _read_metrics(run_dir / METRICS, state.generation)
+        else:
+            state = initial
+            record = {"generation": 0, **task.evaluate(state.params)}
+            kept, records, dropped = [json.dumps(record)], [record], True
+        run_dir.mkdir(parents=True, exist_ok=True)
+        replace_text_atomically(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+        if dropped:
+            replace_text_atomically(run_dir / METRICS, "".join(line + "\n" for line in kept))
+    except BaseException:
+        if evaluator is not None:
+            evaluator.close()
+        raise
     run = Run(
-        config, run_dir, task, es, state, record, state.generation, saved_at=state.generation if resumed else None
+        config,
+        run_dir,
+        task,
+        es,
+        state,
+        record,
+        state.generation,
+        saved_at=state.generation if resumed else None,
+        evaluator=evaluator,
     )
     for logged in records:
         _note(run, logged)
     return run
+
+
+def _check_workers(config: dict, workers: int, gpus_per_worker: float) -> None:
+    """Refuse a run on workers that cannot work: CuPy replicas without a GPU, or more than one worker for a
+    task whose fitness takes the whole population at once."""
+    if config["backend"] == "cupy" and gpus_per_worker == 0:
+        raise ValueError(
+            "--backend cupy computes on a GPU: give each worker one with --gpus-per-worker 1 (or 0.5 to put two "
+            "workers on each GPU)"
+        )
+    cls = task_class(config["task"])
+    reason = cls.whole_population(config) if hasattr(cls, "whole_population") else None
+    if workers > 1 and reason:
+        raise ValueError(f"{reason}, so its members cannot be split among workers: give --workers 1 or none")
 
 
 def _note(run: Run, record: dict) -> None:
@@ -284,42 +357,77 @@ def _check_same_settings(config: dict, saved: dict, source: str) -> None:
 
 
 def run_generations(run: Run, *, progress: bool | None = None, echo: Callable[[str], None] = print) -> None:
-    """Run generations up to config["generations"]: ask, fitness, tell, a metrics line each, an evaluation every
-    `eval_every` and a checkpoint every `checkpoint_every` generations and after the last, and a progress report.
-    A KeyboardInterrupt (Ctrl-C) checkpoints the last completed generation before it propagates.
+    """Run generations up to config["generations"]: ask, fitness, tell (the run's evaluator's `step` on workers),
+    a metrics line each, an evaluation every `eval_every` and a checkpoint every `checkpoint_every` generations
+    and after the last, and a progress report. A KeyboardInterrupt (Ctrl-C) checkpoints the last completed
+    generation before it propagates. On workers, the state is replaced by its authoritative copy before it is
+    evaluated or checkpointed; where that copy is lost at an interrupt, a warning says so and the last
+    checkpoint stays.
 
     progress: a tqdm bar on stderr (None: only when stderr is a terminal; see `_bar_postfix`); without it,
     one line per evaluation goes to `echo`: `generation T: fitness mean M, best B (generation G), METRIC V,
     RATE gen/s`, M of generation T's population, B the best fitness so far."""
-    config, task, es = run.config, run.task, run.strategy
+    config, task, es, evaluator = run.config, run.task, run.strategy, run.evaluator
     total = config["generations"]
     bar = _progress_bar(run, sys.stderr.isatty() if progress is None else progress)
     start, first = time.perf_counter(), run.state.generation
+    exact, stepped = run.state, None  # the last state known exact (opened or fetched), the last one stepped
     try:
         with (run.run_dir / METRICS).open("a", encoding="utf-8") as log:
             for generation in range(run.state.generation, total):
-                pop = es.ask(run.state)
-                state, info = es.tell(run.state, pop, task.fitness(pop, generation))
+                if evaluator is None:
+                    pop = es.ask(run.state)
+                    state, info = es.tell(run.state, pop, task.fitness(pop, generation))
+                else:
+                    state, info, _ = evaluator.step(run.state)
+                    stepped = state
                 record = _record(state.generation, info)
                 evaluate = state.generation % config["eval_every"] == 0 or state.generation == total
+                save = state.generation % config["checkpoint_every"] == 0 or state.generation == total
+                if evaluator is not None and (evaluate or save):
+                    state = exact = evaluator.authoritative(state)
                 if evaluate:
                     record.update(task.evaluate(state.params))
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 run.state, run.record = state, record  # a generation counts once its line is logged
                 _note(run, record)
-                if state.generation % config["checkpoint_every"] == 0 or state.generation == total:
+                if save:
                     os.fsync(log.fileno())  # the log on disk reaches every checkpointed generation
                     _save(run)
                 _report(bar, echo, run, evaluate, (state.generation - first) / max(time.perf_counter() - start, 1e-9))
     except KeyboardInterrupt:
-        if run.saved_at != run.state.generation:
+        if run.saved_at != run.state.generation and _to_exact(run, exact, stepped):
             _save(run)  # the last completed generation, whose metrics line is in the log
         raise
     finally:
         if bar is not None:
             bar.close()
         run.seconds += time.perf_counter() - start
+
+
+def _to_exact(run: Run, exact: EggrollState, stepped: EggrollState | None) -> bool:
+    """Make the run's state exact for a checkpoint at an interrupt: True where it is (`exact`, or the driver's
+    params are authoritative) or its evaluator fetched it (`stepped`: the last step's result); else False, with
+    a warning that the driver's copy, which may round differently, is not checkpointed."""
+    evaluator = run.evaluator
+    if evaluator is None or run.state is exact or evaluator.driver_is_authoritative(run.state):
+        return True
+    if run.state is stepped:
+        try:
+            run.state = evaluator.authoritative(run.state)
+            return True
+        except Exception as exc:
+            reason = f"fetching it failed: {exc}"
+    else:
+        reason = "the workers had moved on from it"
+    warnings.warn(
+        f"the workers' exact state of generation {run.state.generation} could not be had ({reason}); the "
+        "driver's copy, which may round differently, is not checkpointed",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return False
 
 
 def _save(run: Run) -> None:
@@ -333,8 +441,9 @@ def _to_stderr(text: str) -> None:
 
 def finish_run(run: Run, *, warn: Callable[[str], None] = _to_stderr) -> dict:
     """Write summary.json (the last record, evaluating the state if no generation ran, with the best fitness so
-    far as best_fitness and best_generation, null where no generation ran), then curves.png; a plot that cannot
-    be drawn or written is passed to `warn` and leaves no file behind. Returns the summary."""
+    far as best_fitness and best_generation, null where no generation ran, and the workers, 0 in this process),
+    then curves.png; a plot that cannot be drawn or written is passed to `warn` and leaves no file behind.
+    Returns the summary."""
     if run.task.metric not in run.record:  # resumed with nothing left to run: report the state as it is
         run.record.update(run.task.evaluate(run.state.params))
     done = run.state.generation - run.opened_at
@@ -348,6 +457,7 @@ def finish_run(run: Run, *, warn: Callable[[str], None] = _to_stderr) -> dict:
         "best_generation": None if run.best is None else run.best.generation,
         "seconds": run.seconds,
         "generations_per_second": done / run.seconds if run.seconds > 0 else None,
+        "workers": 0 if run.evaluator is None else run.evaluator.workers,
     }
     replace_text_atomically(run.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
     _plot(run.run_dir, warn)
@@ -361,12 +471,13 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     echo: Callable[[str], None] = print,
+    **workers,
 ) -> dict:
-    """Run (or resume) the training a config describes in `run_dir`: `open_run`, `run_generations` (see it for
-    `progress` and `echo`), `finish_run`; returns the summary."""
-    run = open_run(config, run_dir, resume)
-    run_generations(run, progress=progress, echo=echo)
-    return finish_run(run)
+    """Run (or resume) the training a config describes in `run_dir`: `open_run` (see it for the `workers`
+    keywords), `run_generations` (see it for `progress` and `echo`), `finish_run`; returns the summary."""
+    with open_run(config, run_dir, resume, **workers) as run:
+        run_generations(run, progress=progress, echo=echo)
+        return finish_run(run)
 
 
 def _read_metrics(path: Path, up_to: int) -> tuple[list[str], list[dict], bool]:

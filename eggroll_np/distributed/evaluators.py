@@ -99,6 +99,10 @@ class Evaluator:
         next_state, info = self.es.tell(state, self.es.ask(state), fitness)
         return next_state, info, fitness
 
+    def authoritative(self, state: EggrollState) -> EggrollState:
+        """The state whose params the workers evaluate: for in-process and pool evaluators `state` itself."""
+        return state
+
     def close(self) -> None:
         """Release the evaluator's workers (nothing to release by default)."""
 

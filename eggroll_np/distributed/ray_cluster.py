@@ -447,12 +447,21 @@ class RayEvaluator(Evaluator):
 
     def authoritative(self, state: EggrollState) -> EggrollState:
         """The authoritative copy of `state` (module docstring), in the library and on the device of
-        `state`: `state` itself where the driver is authoritative or no replica holds it; else the copy that
+        `state`: `state` itself where the driver is authoritative or no replica holds it (a RuntimeError where
+        that is the driver's mirror of the state `step` returned: its exact copy is lost); else the copy that
         most replicas holding it agree on (by fingerprint), fetched from one of them (the state's size in
         bytes, once). A replica that disagrees is reloaded at the next call. Holdings move to the returned
         state, so `step` goes on from it without sending anything. For checkpoints and exact evaluations."""
         holders = [j for j, holding in enumerate(self._holding) if holding is not None and holding.state is state]
-        if not holders or self.driver_is_authoritative(state):
+        if self.driver_is_authoritative(state):
+            return state
+        if not holders:
+            if state is self._stepped:
+                raise RuntimeError(
+                    f"generation {state.generation}: no live replica holds the state any more (they were replaced "
+                    "after a fault or an interrupt), and the driver's copy rounds differently from theirs; go on "
+                    "from an earlier exact state (a checkpoint)"
+                )
             return state
         ray = self._ray
         refs = [self._actors[j].fingerprint.remote(state.generation, self._holding[j].told) for j in holders]
@@ -476,6 +485,16 @@ class RayEvaluator(Evaluator):
         if self._stepped is state:
             self._stepped = None  # loading `exact` into a new replica loses nothing
         return exact
+
+    def run_on_replica(self, fn: Callable, *args):
+        """`fn(*args)` in the process of the first replica, on its backend and device; returns what fn
+        returns (host values travel best), or raises what fn raised."""
+        if not self._actors:
+            raise RuntimeError("this RayEvaluator is closed; make a new one")
+        try:
+            return self._ray.get(self._actors[0].run.remote(fn, *args), timeout=self.timeout)
+        except self._ray.exceptions.RayTaskError as error:
+            raise error.cause from None
 
     def close(self) -> None:
         """Stop the replicas, and the local Ray instance if this evaluator started it."""

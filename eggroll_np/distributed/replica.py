@@ -111,3 +111,7 @@ class Replica:
         """Tell `told` if given, then return the state as host NumPy arrays."""
         self._advance(generation, told)
         return EggrollState(*host_tree(tuple(self.state)))
+
+    def run(self, fn: Callable, *args):
+        """fn(*args) in this replica's process (`RayEvaluator.run_on_replica`)."""
+        return fn(*args)

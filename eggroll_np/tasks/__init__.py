@@ -13,6 +13,8 @@ A task is a class with
   depend on an option (the text task's float twin trains with Adam);
 - optionally `derived(config) -> dict`: facts about its data a run's config records when it is built (the
   text task's corpus digest), so that a resumed run can check them;
+- optionally `whole_population(config) -> str | None`: why its fitness takes the whole population in one
+  call, where it does for this config (cartpole --env gymnasium), so that more than one worker is refused;
 - `__init__(config, xp, device, dtype)`: loads its data or environments onto the backend;
 - `init_params(seed) -> dict`, `fitness(pop, generation) -> (N,) array of xp`, `evaluate(params) -> dict`
   of Python floats, or strings reported as text (the one place a run reads values back from the device).

@@ -85,6 +85,15 @@ class CartPoleTask(ControlTask):
         Option("env", str, "native", "native (eggroll_np.envs, on the backend) or gymnasium (CartPoleVectorEnv)"),
     )
 
+    @staticmethod
+    def whole_population(config: dict) -> str | None:
+        """--env gymnasium steps the whole population's environments in one call."""
+        return (
+            "cartpole --env gymnasium steps one environment per member in one call"
+            if config["env"] == "gymnasium"
+            else None
+        )
+
     def __init__(self, config: dict, xp, device, dtype):
         super().__init__(config, xp, device, dtype)
         self.gymnasium = choice("env", config["env"], ("native", "gymnasium")) == "gymnasium"
