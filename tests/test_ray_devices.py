@@ -179,13 +179,43 @@ def test_a_killed_replica_is_replaced_from_a_live_ones_copy_and_the_result_is_un
     assert_same_params(final.params, advance(LocalEvaluator(es_local, per_member(quadratic)), state_local).params)
 
 
-def test_a_lone_replica_lost_in_replica_mode_warns_that_the_run_goes_on_from_the_drivers_copy(tmp_path):
+def test_a_lone_replica_lost_is_rebuilt_by_replaying_the_told_fitness_and_the_result_is_unchanged(tmp_path):
+    """No live replica holds the state after the only one died: the new one receives the last exact state
+    (here the initial one) and the told fitness since, and tells them again."""
     es, state = float_run(jnp)
     fitness = per_member(DiesOnce(tmp_path / "died", after=40))  # 16 members per generation: generation 2
     with RayEvaluator(es, fitness, workers=1) as evaluator:
-        with pytest.warns(RuntimeWarning, match="no live replica holds the state any more"):
+        final = evaluator.authoritative(advance(evaluator, state))
+        traffic = evaluator.traffic
+    assert traffic.restarts == 1 and traffic.loads == 2 and traffic.pulls == 1
+    assert traffic.state_loads[2] > traffic.state_loads[0]  # the state and 2 generations of fitness
+    es_local, state_local = float_run()
+    assert_same_params(final.params, advance(LocalEvaluator(es_local, per_member(quadratic)), state_local).params)
+
+
+def test_without_the_replay_a_lost_lone_replica_goes_on_from_the_drivers_copy_with_a_warning(tmp_path):
+    es, state = float_run(jnp)
+    fitness = per_member(DiesOnce(tmp_path / "died", after=40))
+    with RayEvaluator(es, fitness, workers=1) as evaluator:
+        evaluator.replay_bytes = 0
+        with pytest.warns(RuntimeWarning, match=r"no live replica holds the state any more.*replay_bytes=0"):
             advance(evaluator, state)
         assert evaluator.traffic.restarts == 1
+
+
+def test_authoritative_rebuilds_a_replica_where_every_one_holding_the_state_was_replaced():
+    es, state = float_run(jnp)
+    with RayEvaluator(es, batched_fitness, workers=2) as evaluator:
+        last = advance(evaluator, state)
+        evaluator._replace([0, 1])  # as a timeout or an interrupt does
+        final = evaluator.authoritative(last)
+        assert evaluator.traffic.pulls == 1
+        evaluator.replay_bytes = 0
+        again = advance(evaluator, final, 2)
+        evaluator._replace([0, 1])
+        with pytest.raises(RuntimeError, match=r"no live replica holds the state any more.*replay_bytes=0"):
+            evaluator.authoritative(again)
+    assert_same_params(final.params, local_params("float", np))
 
 
 class DriftsInOneProcess:

@@ -25,7 +25,9 @@ The full state travels only when a replica is (re)started or out of sync: at the
 when a fingerprint differs from the reference, or when the driver hands over a state it did not get from
 `step` (a loaded checkpoint, an edited state), which is then authoritative as given. A replica started in
 place of a dead one receives the state of a live replica that holds it, where one does (the authoritative
-copy); else the driver's. `traffic` counts both kinds of bytes.
+copy); where none does and the replicas are the reference, the last exact state the driver knows with the
+told fitness since then, to tell again (up to `replay_bytes` of it); else the driver's copy. `traffic`
+counts both kinds of bytes.
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class Traffic(NamedTuple):
     mismatches: int
     pulls: int
     pulled_bytes: int
+
+
+class _Load(NamedTuple):
+    """What a replica that holds nothing receives: an exact host state, and the told fitness of the
+    generations since it, to tell in order (the replay of `RayEvaluator._anchor`)."""
+
+    state: EggrollState
+    replay: tuple = ()
 
 
 class _Holding(NamedTuple):
@@ -203,8 +213,14 @@ class RayEvaluator(Evaluator):
         self._per_generation: list[int] = []
         self._state_loads: list[int] = []
         self._loads = self._restarts = self._mismatches = self._pulls = self._pulled_bytes = 0
-        self._source: EggrollState | None = None  # the host state this call loads into replicas
+        self._source: _Load | None = None  # what this call loads into replicas
         self._stepped: EggrollState | None = None  # the state the last step returned
+        # Where the replicas are the reference: the last exact host state known to the driver (loaded or
+        # fetched) with the told fitness since then, and the driver's state it leads to (`_anchor_tip`), so
+        # that a replica can be rebuilt exactly when no live one holds the state. Dropped past replay_bytes.
+        self._anchor: _Load | None = None
+        self._anchor_tip: EggrollState | None = None
+        self.replay_bytes = 256 * 2**20
         try:
             self._wait_until_started()
         except BaseException:
@@ -260,7 +276,10 @@ class RayEvaluator(Evaluator):
 
     def driver_is_authoritative(self, state: EggrollState) -> bool:
         """Whether the driver's params are the reference for `state` (module docstring): every started
-        replica rounds as the driver's library and device do, or the state is exact (int8, sign shaping)."""
+        replica rounds as the driver's library and device do, or the state is exact (int8, sign shaping).
+        Waits for replicas still starting, whose rounding is not known before."""
+        if self._starting and self._actors:
+            self._wait_until_started()
         xp, dev = namespace_and_device(state.params)
         own = rounding_class(xp, dev)
         return _is_exact(self.es, state) or all(kind[0] == own for kind in self._kinds if kind is not None)
@@ -274,10 +293,16 @@ class RayEvaluator(Evaluator):
         self._pulls += 1
         return host
 
-    def _state_to_load(self, state: EggrollState, j: int, driver_decides: bool, deadline: float | None):
-        """The host state to load into replica j, which does not hold `state`: this call's `_source` once
-        chosen; else, where the replicas are authoritative, the copy of a live replica that holds `state`;
-        else the driver's (a warning says so where a replica's copy was lost with it)."""
+    def _anchor_at(self, host: EggrollState, tip: EggrollState) -> _Load:
+        """Remember `host`, the exact copy of the driver's `tip`, as the anchor; returns its load."""
+        self._anchor, self._anchor_tip = _Load(host), tip
+        return self._anchor
+
+    def _state_to_load(self, state: EggrollState, j: int, driver_decides: bool, deadline: float | None) -> _Load:
+        """What to load into replica j, which does not hold `state`: this call's `_source` once chosen; else,
+        where the replicas are authoritative, the copy of a live replica that holds `state`, or the anchor
+        with its replay where it leads to `state`; else the driver's copy (a warning says so where the exact
+        copy was lost)."""
         if self._source is not None:
             return self._source
         if not driver_decides:
@@ -286,21 +311,28 @@ class RayEvaluator(Evaluator):
                     continue
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    self._source = self._pull(k, state, left)
+                    host = self._pull(k, state, left)
                 except self._ray.exceptions.RayActorError:
                     continue  # found dead when its evaluation returns
-                self._state_loads[-1] += _payload_bytes(self._source)
+                self._state_loads[-1] += _payload_bytes(host)
+                self._source = self._anchor_at(host, state)
+                return self._source
+            if state is self._stepped and self._anchor_tip is state:
+                self._source = self._anchor
                 return self._source
             if state is self._stepped:
                 warnings.warn(
                     f"generation {state.generation}: no live replica holds the state any more, so the new "
                     "replicas receive the driver's copy, which rounds differently from theirs; the run goes on from "
-                    "it and is no longer bit-identical to one without the fault (run two or more replicas to "
-                    "recover exactly)",
+                    f"it and is no longer bit-identical to one without the fault (the told fitness since the last "
+                    f"exact state passed replay_bytes={self.replay_bytes}; run two or more replicas to recover "
+                    "exactly)",
                     RuntimeWarning,
                     stacklevel=5,
                 )
-        self._source = EggrollState(*host_tree(tuple(state)))
+        host = EggrollState(*host_tree(tuple(state)))
+        exact = not driver_decides and state is not self._stepped  # a state given to the evaluator is exact
+        self._source = self._anchor_at(host, state) if exact else _Load(host)
         return self._source
 
     def _message(self, j: int, state: EggrollState, members: range, want_fingerprint: bool, how: tuple):
@@ -310,9 +342,9 @@ class RayEvaluator(Evaluator):
         if holding is not None and holding.state is state:
             told = holding.told
         else:
-            host = self._state_to_load(state, j, *how)
-            self._actors[j].load.remote(host)
-            self._state_loads[-1] += _payload_bytes(host)
+            load = self._state_to_load(state, j, *how)
+            self._actors[j].load.remote(*load)
+            self._state_loads[-1] += _payload_bytes(*load)
             self._loads += 1
             told = None
         self._holding[j] = _Holding(state, None)  # the replica tells `told` before it evaluates
@@ -375,10 +407,9 @@ class RayEvaluator(Evaluator):
             return
         self._mismatches += len(odd)
         if not driver_decides:
-            self._source = self._pull(
-                source, state, None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
-            self._state_loads[-1] += _payload_bytes(self._source)
+            host = self._pull(source, state, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            self._state_loads[-1] += _payload_bytes(host)
+            self._source = self._anchor_at(host, state)
         for j in odd:
             self._holding[j] = None
             del results[j]
@@ -443,34 +474,58 @@ class RayEvaluator(Evaluator):
             for holding in self._holding
         ]
         self._stepped = next_state
+        if self._anchor_tip is state and self._anchor is not None:
+            replay = (*self._anchor.replay, told)
+            size = sum(m.nbytes if isinstance(m, np.ndarray) else len(m.data) for m in replay)
+            self._anchor = _Load(self._anchor.state, replay) if size <= self.replay_bytes else None
+            self._anchor_tip = next_state if self._anchor is not None else None
+        else:
+            self._anchor = self._anchor_tip = None
         return next_state, info, fitness
 
     def authoritative(self, state: EggrollState) -> EggrollState:
         """The authoritative copy of `state` (module docstring), in the library and on the device of
-        `state`: `state` itself where the driver is authoritative or no replica holds it (a RuntimeError where
-        that is the driver's mirror of the state `step` returned: its exact copy is lost); else the copy that
-        most replicas holding it agree on (by fingerprint), fetched from one of them (the state's size in
-        bytes, once). A replica that disagrees is reloaded at the next call. Holdings move to the returned
-        state, so `step` goes on from it without sending anything. For checkpoints and exact evaluations."""
-        holders = [j for j, holding in enumerate(self._holding) if holding is not None and holding.state is state]
+        `state`: `state` itself where the driver is authoritative or `state` is not the driver's mirror of
+        one the replicas hold; else the copy that most live replicas holding it agree on (by fingerprint),
+        fetched from one of them (the state's size in bytes, once). Where no live replica holds it any more
+        (replaced after a fault, a timeout or an interrupt), a replica is rebuilt from the last exact state
+        and the told fitness since (a RuntimeError where that replay was dropped: replay_bytes). A replica
+        that disagrees is reloaded at the next call. Holdings move to the returned state, so `step` goes on
+        from it without sending anything. For checkpoints and exact evaluations."""
         if self.driver_is_authoritative(state):
             return state
-        if not holders:
-            if state is self._stepped:
+        holders = [j for j, holding in enumerate(self._holding) if holding is not None and holding.state is state]
+        if not holders and state is not self._stepped:
+            return state
+        ray, fingerprints = self._ray, {}
+        for j in holders:
+            try:
+                fingerprints[j] = ray.get(
+                    self._actors[j].fingerprint.remote(state.generation, self._holding[j].told), timeout=self.timeout
+                )
+            except ray.exceptions.RayActorError:
+                self._restarts += 1
+                self._replace([j])
+                continue
+            self._holding[j] = _Holding(state, None)
+        if not fingerprints:
+            if self._anchor_tip is not state:
                 raise RuntimeError(
                     f"generation {state.generation}: no live replica holds the state any more (they were replaced "
-                    "after a fault or an interrupt), and the driver's copy rounds differently from theirs; go on "
-                    "from an earlier exact state (a checkpoint)"
+                    "after a fault or an interrupt), the told fitness since the last exact state passed "
+                    f"replay_bytes={self.replay_bytes}, and the driver's copy rounds differently from theirs; go "
+                    "on from an earlier exact state (a checkpoint)"
                 )
-            return state
-        ray = self._ray
-        refs = [self._actors[j].fingerprint.remote(state.generation, self._holding[j].told) for j in holders]
-        fingerprints = dict(zip(holders, ray.get(refs, timeout=self.timeout), strict=True))
-        for j in holders:
-            self._holding[j] = _Holding(state, None)
-        reference = Counter(fingerprints[j] for j in holders).most_common(1)[0][0]
-        source = min(j for j in holders if fingerprints[j] == reference)
-        for j in holders:
+            if self._starting:
+                self._wait_until_started()
+            self._actors[0].load.remote(*self._anchor)  # rebuilt exactly by replaying the told fitness
+            self._pulled_bytes += _payload_bytes(*self._anchor)
+            self._loads += 1
+            self._holding[0] = _Holding(state, None)
+            fingerprints[0] = None
+        reference = Counter(fingerprints.values()).most_common(1)[0][0]
+        source = min(j for j in fingerprints if fingerprints[j] == reference)
+        for j in fingerprints:
             if fingerprints[j] != reference:
                 self._mismatches += 1
                 self._holding[j] = None
@@ -478,6 +533,7 @@ class RayEvaluator(Evaluator):
         self._pulled_bytes += _payload_bytes(host)
         xp, dev = namespace_and_device(state.params)
         exact = EggrollState(*on_backend(tuple(host), xp, dev))
+        self._anchor_at(host, exact)
         self._holding = [
             _Holding(exact, None) if holding is not None and holding.state is state else holding
             for holding in self._holding

@@ -85,8 +85,11 @@ class Replica:
         widest = "float64" if has_dtype(self.xp, "float64", self.device) else "float32"
         return rounding_class(self.xp, self.device), widest
 
-    def load(self, host_state: EggrollState) -> None:
+    def load(self, host_state: EggrollState, replay: tuple = ()) -> None:
+        """Hold `host_state` on this backend, then tell each told fitness of `replay` in order."""
         self.state = EggrollState(*on_backend(tuple(host_state), self.xp, self.device))
+        for told in replay:
+            self.state, _ = self.es.tell(self.state, self.es.ask(self.state), fitness_to_tell(self.es, told))
 
     def _advance(self, generation: int, told: np.ndarray | PackedSigns | None) -> None:
         """Tell the previous generation's fitness if given; then the state must be at `generation`."""
