@@ -277,7 +277,10 @@ def _run_and_finish(run: Run, run_dir: Path, progress: bool | None, quiet: bool,
                 f"eggroll-np train --resume {run_dir}",
                 status,
             ) from exc
-        raise CommandFailure(f"interrupted; the last checkpoint is of generation {run.saved_at}", status) from exc
+        last = (
+            "none yet: a resume starts from generation 0" if run.saved_at is None else f"of generation {run.saved_at}"
+        )
+        raise CommandFailure(f"interrupted; the last checkpoint is {last}", status) from exc
     except Exception as exc:
         continues = f"eggroll-np train --resume {run_dir} continues from generation {run.saved_at or 0}"
         raise CommandFailure(f"{_one_line(exc)[1]}; {continues}", EXIT_FAILED) from exc

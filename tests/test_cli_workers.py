@@ -203,3 +203,56 @@ def test_a_resume_may_add_or_drop_workers_but_keeps_the_config(tmp_path, capsys,
     assert main(["train", "--resume", str(run_dir), "--generations", "4", "--workers", "2"]) == 2
     assert "RayEvaluator needs Ray" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def _interrupting_step(monkeypatch, at: int, before=None):
+    """RayEvaluator.step raising KeyboardInterrupt at its `at`-th call, as a Ctrl-C there would (after
+    `before(evaluator)` at that call, if given)."""
+    from eggroll_np.distributed.ray_cluster import RayEvaluator
+
+    step, calls = RayEvaluator.step, []
+
+    def interrupting(self, state):
+        calls.append(state.generation)
+        if len(calls) == at:
+            if before is not None:
+                before(self)
+            raise KeyboardInterrupt
+        return step(self, state)
+
+    monkeypatch.setattr(RayEvaluator, "step", interrupting)
+
+
+@pytest.mark.ray
+def test_ctrl_c_on_jax_workers_checkpoints_the_replicas_exact_state(ray_instance, tmp_path, monkeypatch, capsys):
+    """Interrupted after generation 3, which neither evaluates nor checkpoints: the driver holds only its
+    NumPy mirror, so the checkpoint written at the interrupt is the state fetched from the replicas, the one
+    a JAX run in this process reaches (see the JAX test above for why bit for bit)."""
+    jax_run = [*PENDULUM, "--backend", "jax"]
+    here, ray_dir = tmp_path / "here", tmp_path / "ray"
+    _train(*jax_run, "--generations", 3, "--out", here)
+    _interrupting_step(monkeypatch, at=4)
+    assert main(["train", *map(str, [*jax_run, "--generations", 8, "--out", ray_dir, "--workers", 2])]) == 130
+    assert "interrupted after generation 3, which is checkpointed" in capsys.readouterr().err
+    _assert_same_checkpoints(ray_dir, here)
+
+
+@pytest.mark.ray
+def test_ctrl_c_where_the_exact_state_is_lost_keeps_the_last_checkpoint_and_says_so(
+    ray_instance, tmp_path, monkeypatch, capsys
+):
+    """Every replica replaced and the replay dropped: the workers' exact state of generation 3 is gone, and
+    the driver's NumPy mirror is not written in its place."""
+
+    def lose_everything(evaluator):
+        evaluator.replay_bytes = 0
+        evaluator._anchor = evaluator._anchor_tip = None
+        evaluator._replace(range(evaluator.workers))
+
+    _interrupting_step(monkeypatch, at=4, before=lose_everything)
+    run_dir = tmp_path / "ray"
+    argv = [*PENDULUM, "--backend", "jax", "--generations", 8, "--out", run_dir, "--workers", 1]
+    with pytest.warns(RuntimeWarning, match="state of generation 3 could not be had"):
+        assert main(["train", *map(str, argv)]) == 130
+    assert "interrupted; the last checkpoint is of generation 2" in capsys.readouterr().err
+    assert egg.load(run_dir / "checkpoint.npz").generation == 2
