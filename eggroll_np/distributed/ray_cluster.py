@@ -83,6 +83,7 @@ class _Load(NamedTuple):
 
     state: EggrollState
     replay: tuple = ()
+    replay_bytes: int = 0
 
 
 class _Holding(NamedTuple):
@@ -343,8 +344,8 @@ class RayEvaluator(Evaluator):
             told = holding.told
         else:
             load = self._state_to_load(state, j, *how)
-            self._actors[j].load.remote(*load)
-            self._state_loads[-1] += _payload_bytes(*load)
+            self._actors[j].load.remote(*load[:2])
+            self._state_loads[-1] += _payload_bytes(*load[:2])
             self._loads += 1
             told = None
         self._holding[j] = _Holding(state, None)  # the replica tells `told` before it evaluates
@@ -475,9 +476,9 @@ class RayEvaluator(Evaluator):
         ]
         self._stepped = next_state
         if self._anchor_tip is state and self._anchor is not None:
-            replay = (*self._anchor.replay, told)
-            size = sum(m.nbytes if isinstance(m, np.ndarray) else len(m.data) for m in replay)
-            self._anchor = _Load(self._anchor.state, replay) if size <= self.replay_bytes else None
+            size = self._anchor.replay_bytes + (told.nbytes if isinstance(told, np.ndarray) else len(told.data))
+            self._anchor = _Load(self._anchor.state, (*self._anchor.replay, told), size)
+            self._anchor = self._anchor if size <= self.replay_bytes else None
             self._anchor_tip = next_state if self._anchor is not None else None
         else:
             self._anchor = self._anchor_tip = None
@@ -518,8 +519,8 @@ class RayEvaluator(Evaluator):
                 )
             if self._starting:
                 self._wait_until_started()
-            self._actors[0].load.remote(*self._anchor)  # rebuilt exactly by replaying the told fitness
-            self._pulled_bytes += _payload_bytes(*self._anchor)
+            self._actors[0].load.remote(*self._anchor[:2])  # rebuilt exactly by replaying the told fitness
+            self._pulled_bytes += _payload_bytes(*self._anchor[:2])
             self._loads += 1
             self._holding[0] = _Holding(state, None)
             fingerprints[0] = None
