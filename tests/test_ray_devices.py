@@ -23,7 +23,7 @@ from pathlib import Path
 import array_api_compat
 import numpy as np
 import pytest
-from test_distributed import DiesOnce, first_time, quadratic
+from test_distributed import DiesOnce, first_time, make_strategy, quadratic
 
 import eggroll_np as egg
 from eggroll_np.distributed import LocalEvaluator, RayEvaluator, per_member, split_members
@@ -63,16 +63,9 @@ def int8_fitness(pop: egg.Population):
 
 
 def float_run(xp=np, shape=(8, 6), population_size=16, shaping="centered_rank", optimizer=None):
-    es = egg.EGGROLL(
-        population_size=population_size,
-        sigma=0.1,
-        optimizer=optimizer or egg.optim.adam(0.05),
-        shaping=shaping,
-        seed=3,
-    )
-    rng = np.random.default_rng(0)
-    params = {"w": rng.standard_normal(shape).astype(np.float32), "b": np.zeros(shape[0], np.float32)}
-    return es, es.init({name: xp.asarray(value) for name, value in params.items()})
+    """test_distributed's strategy and initial state, the state's arrays in `xp`."""
+    es, state = make_strategy(shape, population_size, optimizer, shaping)
+    return es, es.init({name: xp.asarray(value) for name, value in state.params.items()})
 
 
 def int8_run(xp=np):
@@ -110,10 +103,11 @@ def local_params(kind: str, xp, parts: int = 1) -> dict:
     return advance(SlicedLocalEvaluator(es, fitness, parts), state).params
 
 
-def assert_same_params(actual: dict, expected: dict) -> None:
+def assert_same_params(actual: dict, expected: dict, differ: bool = False) -> None:
+    """Every leaf equal bit for bit (with `differ`: some leaf not equal)."""
     assert list(actual) == list(expected)
-    for name in expected:
-        np.testing.assert_array_equal(np.asarray(actual[name]), np.asarray(expected[name]), err_msg=name)
+    equal = [np.array_equal(np.asarray(actual[name]), np.asarray(expected[name])) for name in expected]
+    assert not all(equal) if differ else all(equal), dict(zip(expected, equal, strict=True))
 
 
 # Every replica count with NumPy replicas; JAX replicas (each imports JAX and compiles its operations, about
@@ -149,6 +143,29 @@ def test_ray_replicas_on_their_devices_give_the_one_process_result(kind, backend
 # The tests below put the driver on JAX and the replicas on NumPy: the replicas are then the reference (they
 # round unlike the driver) as with GPU replicas of a CPU driver, and NumPy replicas start in a fraction of
 # JAX's time. The reference run is NumPy in one process, whose forward pass does not depend on the slices.
+
+
+def int8_fitness_near_2_to_the_25(pop: egg.Population):
+    """2²⁵ + (int8_fitness mod 3): values 0 to 2 apart, which float64 keeps apart and float32 (spacing 4
+    there) merges, so a pair's sign depends on which of the two the fitness is rounded to."""
+    return int8_fitness(pop) % 3 + 2**25
+
+
+def test_int8_pair_signs_are_rounded_as_the_reference_driver_rounds_them():
+    """A NumPy driver is the reference for JAX replicas of an int8 run (exact everywhere), and it tells the
+    float64 fitness: the signs it sends are float64's, not the float32 ones the replicas' own tell would take,
+    so the run is the NumPy one's."""
+    es, state = int8_run()
+    with RayEvaluator(es, int8_fitness_near_2_to_the_25, workers=2, backend="jax") as evaluator:
+        final = advance(evaluator, state)
+        assert evaluator.driver_is_authoritative(final)
+    es_local, state_local = int8_run()
+    expected = advance(LocalEvaluator(es_local, int8_fitness_near_2_to_the_25), state_local).params
+    assert_same_params(final.params, expected)
+    # So that this can fail: JAX in one process rounds the fitness to float32, and its run differs.
+    es_jax, state_jax = int8_run(jnp)
+    float32_told = advance(LocalEvaluator(es_jax, int8_fitness_near_2_to_the_25), state_jax).params
+    assert_same_params(float32_told, expected, differ=True)
 
 
 def test_a_jax_driver_is_a_mirror_of_numpy_replicas_close_to_their_params():

@@ -216,15 +216,21 @@ def check_workers(workers: int | None) -> int | None:
     return None if workers is None else _checks.integer("workers", workers, 1)
 
 
-def host_tree(tree):
-    """The same tree (dicts, tuples, NamedTuples, lists) with every array copied to host NumPy: what travels
-    to worker processes, whatever library the driver computes with."""
+def map_arrays(tree, convert: Callable):
+    """The same tree (dicts, tuples, NamedTuples, lists) with every array `a` (NumPy's or another array-API
+    library's) replaced by convert(a); other leaves (the generation, None) as they are."""
     if isinstance(tree, dict):
-        return {key: host_tree(value) for key, value in tree.items()}
+        return {key: map_arrays(value, convert) for key, value in tree.items()}
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(host_tree(value) for value in tree))
+        return type(tree)(*(map_arrays(value, convert) for value in tree))
     if isinstance(tree, tuple | list):
-        return type(tree)(host_tree(value) for value in tree)
+        return type(tree)(map_arrays(value, convert) for value in tree)
     if isinstance(tree, np.ndarray) or hasattr(tree, "__array_namespace__"):
-        return to_numpy(tree)
+        return convert(tree)
     return tree
+
+
+def host_tree(tree):
+    """The same tree with every array copied to host NumPy: what travels to worker processes, whatever
+    library the driver computes with."""
+    return map_arrays(tree, to_numpy)

@@ -49,7 +49,8 @@ def unpack_signs(packed: PackedSigns) -> np.ndarray:
 
 def told_message(es: EGGROLL, fitness: np.ndarray, dtype: str) -> np.ndarray | PackedSigns:
     """What the replicas need to tell the raw fitness F (N,) float64: the pair signs of sign shaping, taken
-    after F is rounded to `dtype` as the replicas' tell rounds it, or F itself under any other shaping."""
+    after F is rounded to `dtype` as the reference's tell (the driver's or the replicas') rounds it, or F
+    itself under any other shaping."""
     if es.shaping is not sign:
         return fitness
     directed = fitness.astype(dtype) if es.maximize else -fitness.astype(dtype)

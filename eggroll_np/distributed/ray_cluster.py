@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _checks
-from .._array_api import dtype_name, namespace_and_device
+from .._array_api import dtype_name, has_dtype, namespace_and_device
 from ..shaping import sign
 from ..strategy import EGGROLL, EggrollState
 from .evaluators import (
@@ -83,7 +83,6 @@ class _Load(NamedTuple):
 
     state: EggrollState
     replay: tuple = ()
-    replay_bytes: int = 0
 
 
 class _Holding(NamedTuple):
@@ -121,6 +120,14 @@ def _payload_bytes(*objects) -> int:
 def _is_exact(es: EGGROLL, state: EggrollState) -> bool:
     """Whether every backend computes the same update: integer params under sign shaping."""
     return es.shaping is sign and all(dtype_name(v.dtype).startswith(("int", "uint")) for v in state.params.values())
+
+
+def _majority(fingerprints: dict[int, str | None]) -> tuple[str | None, int]:
+    """The fingerprint most replicas (index → fingerprint) hold, the lowest replica's on a tie, and the
+    lowest replica that holds it."""
+    counts = Counter(fingerprints[j] for j in sorted(fingerprints))
+    reference = counts.most_common(1)[0][0]
+    return reference, min(j for j in fingerprints if fingerprints[j] == reference)
 
 
 class RayEvaluator(Evaluator):
@@ -221,6 +228,7 @@ class RayEvaluator(Evaluator):
         # that a replica can be rebuilt exactly when no live one holds the state. Dropped past replay_bytes.
         self._anchor: _Load | None = None
         self._anchor_tip: EggrollState | None = None
+        self._anchor_bytes = 0  # of its replay
         self.replay_bytes = 256 * 2**20
         try:
             self._wait_until_started()
@@ -285,6 +293,14 @@ class RayEvaluator(Evaluator):
         own = rounding_class(xp, dev)
         return _is_exact(self.es, state) or all(kind[0] == own for kind in self._kinds if kind is not None)
 
+    def _reference_float(self, state: EggrollState) -> str:
+        """The float the reference's tell rounds the fitness to: the driver's widest where it is the
+        reference, else the replicas' (float32 where any lacks float64), so that packed signs are its signs."""
+        if self.driver_is_authoritative(state):
+            xp, dev = namespace_and_device(state.params)
+            return "float64" if has_dtype(xp, "float64", dev) else "float32"
+        return "float32" if any(kind[1] == "float32" for kind in self._kinds if kind is not None) else "float64"
+
     def _pull(self, j: int, state: EggrollState, timeout: float | None) -> EggrollState:
         """Replica j's copy of `state` (which it holds, perhaps with its last fitness still to tell), as host
         arrays; Ray's GetTimeoutError after `timeout` seconds, RayActorError if it died."""
@@ -296,7 +312,7 @@ class RayEvaluator(Evaluator):
 
     def _anchor_at(self, host: EggrollState, tip: EggrollState) -> _Load:
         """Remember `host`, the exact copy of the driver's `tip`, as the anchor; returns its load."""
-        self._anchor, self._anchor_tip = _Load(host), tip
+        self._anchor, self._anchor_tip, self._anchor_bytes = _Load(host), tip, 0
         return self._anchor
 
     def _state_to_load(self, state: EggrollState, j: int, driver_decides: bool, deadline: float | None) -> _Load:
@@ -344,8 +360,8 @@ class RayEvaluator(Evaluator):
             told = holding.told
         else:
             load = self._state_to_load(state, j, *how)
-            self._actors[j].load.remote(*load[:2])
-            self._state_loads[-1] += _payload_bytes(*load[:2])
+            self._actors[j].load.remote(*load)
+            self._state_loads[-1] += _payload_bytes(*load)
             self._loads += 1
             told = None
         self._holding[j] = _Holding(state, None)  # the replica tells `told` before it evaluates
@@ -400,8 +416,7 @@ class RayEvaluator(Evaluator):
         if driver_decides:
             reference, holder = params_fingerprint(state.params), "the driver's"
         else:
-            reference = Counter(fingerprints[j] for j in sorted(fingerprints)).most_common(1)[0][0]
-            source = min(j for j in fingerprints if fingerprints[j] == reference)
+            reference, source = _majority(fingerprints)
             holder = f"replica {source}'s"
         odd = [j for j in sorted(fingerprints) if fingerprints[j] != reference]
         if not odd:
@@ -468,18 +483,15 @@ class RayEvaluator(Evaluator):
 
     def step(self, state: EggrollState) -> tuple[EggrollState, dict, np.ndarray]:
         next_state, info, fitness = super().step(state)
-        widest = [kind[1] for kind in self._kinds if kind is not None]
-        told = told_message(self.es, fitness, "float32" if "float32" in widest else "float64")
+        told = told_message(self.es, fitness, self._reference_float(state))
         self._holding = [
             _Holding(next_state, told) if holding is not None and holding.state is state else None
             for holding in self._holding
         ]
         self._stepped = next_state
-        if self._anchor_tip is state and self._anchor is not None:
-            size = self._anchor.replay_bytes + (told.nbytes if isinstance(told, np.ndarray) else len(told.data))
-            self._anchor = _Load(self._anchor.state, (*self._anchor.replay, told), size)
-            self._anchor = self._anchor if size <= self.replay_bytes else None
-            self._anchor_tip = next_state if self._anchor is not None else None
+        self._anchor_bytes += told.nbytes if isinstance(told, np.ndarray) else len(told.data)
+        if self._anchor_tip is state and self._anchor_bytes <= self.replay_bytes:
+            self._anchor, self._anchor_tip = _Load(self._anchor.state, (*self._anchor.replay, told)), next_state
         else:
             self._anchor = self._anchor_tip = None
         return next_state, info, fitness
@@ -519,13 +531,12 @@ class RayEvaluator(Evaluator):
                 )
             if self._starting:
                 self._wait_until_started()
-            self._actors[0].load.remote(*self._anchor[:2])  # rebuilt exactly by replaying the told fitness
-            self._pulled_bytes += _payload_bytes(*self._anchor[:2])
+            self._actors[0].load.remote(*self._anchor)  # rebuilt exactly by replaying the told fitness
+            self._pulled_bytes += _payload_bytes(*self._anchor)
             self._loads += 1
             self._holding[0] = _Holding(state, None)
-            fingerprints[0] = None
-        reference = Counter(fingerprints.values()).most_common(1)[0][0]
-        source = min(j for j in fingerprints if fingerprints[j] == reference)
+            fingerprints = {0: None}  # the one holder: nothing to compare it with
+        reference, source = _majority(fingerprints)
         for j in fingerprints:
             if fingerprints[j] != reference:
                 self._mismatches += 1

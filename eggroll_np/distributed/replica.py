@@ -24,7 +24,7 @@ from .._array_api import (
     is_torch_namespace,
 )
 from ..strategy import EGGROLL, EggrollState
-from .evaluators import evaluate_members, host_tree, params_fingerprint
+from .evaluators import evaluate_members, host_tree, map_arrays, params_fingerprint
 from .packing import PackedSigns, fitness_to_tell
 
 __all__ = ["REPLICA_BACKENDS", "Replica", "on_backend", "rounding_class"]
@@ -51,22 +51,18 @@ def rounding_class(xp, dev) -> str:
 
 
 def on_backend(tree, xp, dev):
-    """A host tree (dicts, tuples, NamedTuples, lists of NumPy arrays) with every array moved to `xp` on
+    """A host tree (`evaluators.map_arrays`'s kinds, of NumPy arrays) with every array moved to `xp` on
     `dev`; a ValueError names a dtype the device lacks (JAX without x64 has no float64), never a narrowing."""
-    if isinstance(tree, dict):
-        return {key: on_backend(value, xp, dev) for key, value in tree.items()}
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        return type(tree)(*(on_backend(value, xp, dev) for value in tree))
-    if isinstance(tree, tuple | list):
-        return type(tree)(on_backend(value, xp, dev) for value in tree)
-    if isinstance(tree, np.ndarray):
-        if not has_dtype(xp, tree.dtype.name, dev):
+
+    def move(host: np.ndarray):
+        if not has_dtype(xp, host.dtype.name, dev):
             raise ValueError(
-                f"the state holds {tree.dtype.name} arrays, which {xp.__name__} lacks on {dev}; use float32 "
+                f"the state holds {host.dtype.name} arrays, which {xp.__name__} lacks on {dev}; use float32 "
                 "params (or, for JAX, enable x64 with JAX_ENABLE_X64=1 on every node)"
             )
-        return xp.asarray(tree, device=dev)
-    return tree
+        return xp.asarray(host, device=dev)
+
+    return map_arrays(tree, move)
 
 
 class Replica:
